@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# Run every check: generated stubs current, ruff, mypy --strict, and the whole pytest suite
+# (including the Temporal dev server and headless Chromium tests).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/bootstrap.sh dev,temporal
+if ! command -v chromium >/dev/null 2>&1; then
+  if [ "$(id -u)" = "0" ]; then
+    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium) >/dev/null
+  else
+    echo "chromium is missing: run 'sudo apt-get install chromium' (browser tests need it)" >&2
+    exit 1
+  fi
+fi
+py=.venv/bin/python
+$py scripts/gen_proto.py --check
+$py -m ruff check .
+$py -m ruff format --check .
+$py -m mypy
+$py -m pytest "$@"
