@@ -1,0 +1,436 @@
+"""The authenticated gRPC callback client: ``report_progress`` and friends.
+
+One channel per client (re-created in a forked child), TLS by default, the API key
+sent as ``authorization: Bearer <key>`` on every call and never written anywhere
+else. gRPC's own retries are disabled because retrying is done here, by
+:class:`~otel_stigmer.retry.RetryPolicy`, so that it is visible and interruptible.
+"""
+
+from __future__ import annotations
+
+import collections
+import importlib.metadata
+import logging
+import os
+import threading
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from types import TracebackType
+from typing import Any
+
+import grpc
+from opentelemetry import context as otel_context
+
+from otel_stigmer._proto.ai.stigmer.workflow.runner.v1 import progress_pb2, progress_pb2_grpc
+from otel_stigmer.config import StigmerConfig
+from otel_stigmer.events import (
+    ProgressAckResponse,
+    ReportProgressBatchRequest,
+    ReportProgressBatchResponse,
+    WorkflowProgressEvent,
+)
+from otel_stigmer.exceptions import CallbackError, ConfigError
+from otel_stigmer.retry import RetryPolicy
+
+__all__ = ["RETRY_INFO_TRAILER", "CallbackClient", "suppress_instrumentation"]
+
+_log = logging.getLogger(__name__)
+
+#: Trailer in which a receiver may send a serialized ``google.rpc.RetryInfo``.
+RETRY_INFO_TRAILER = "google.rpc.retryinfo-bin"
+# Codes that mean the key or the request is wrong: worth one warning, never a retry.
+_WARN_CODES = frozenset(
+    {
+        grpc.StatusCode.UNAUTHENTICATED,
+        grpc.StatusCode.PERMISSION_DENIED,
+        grpc.StatusCode.INVALID_ARGUMENT,
+    }
+)
+_MAX_REMEMBERED_WARNINGS = 256
+_MAX_REMEMBERED_KEYS = 8
+
+try:
+    # The public helper when opentelemetry-instrumentation is installed; it also sets the
+    # legacy plain-string key that older instrumentations check.
+    from opentelemetry.instrumentation.utils import suppress_instrumentation
+except ImportError:  # pragma: no cover - exercised only without opentelemetry-instrumentation
+    # The SDK's own exporters use this key of the API when the helper is unavailable.
+    from opentelemetry.context import _SUPPRESS_INSTRUMENTATION_KEY
+
+    @contextmanager
+    def suppress_instrumentation() -> Iterator[None]:
+        """Suppress OpenTelemetry instrumentation within the block."""
+        token = otel_context.attach(otel_context.set_value(_SUPPRESS_INSTRUMENTATION_KEY, True))
+        try:
+            yield
+        finally:
+            otel_context.detach(token)
+
+
+def _user_agent() -> str:
+    try:
+        version = importlib.metadata.version("otel-stigmer")
+    except importlib.metadata.PackageNotFoundError:  # pragma: no cover - source checkout
+        version = "0+unknown"
+    return f"otel-stigmer/{version}"
+
+
+def _retry_delay(error: grpc.RpcError) -> float | None:
+    """Read the server's ``RetryInfo`` trailer, if any; malformed trailers are ignored."""
+    trailers = getattr(error, "trailing_metadata", None)
+    try:
+        items = trailers() if callable(trailers) else None
+    except Exception:  # a broken call object must not hide the real error
+        return None
+    for key, value in items or ():
+        if key != RETRY_INFO_TRAILER or not isinstance(value, bytes):
+            continue
+        try:
+            info = progress_pb2.RetryInfo.FromString(value)
+        except Exception:  # protobuf raises its own DecodeError types
+            return None
+        delay = info.retry_delay.seconds + info.retry_delay.nanos / 1e9
+        return delay if delay > 0 else None
+    return None
+
+
+class CallbackClient:
+    """Sends progress events to the Stigmer Service over one authenticated gRPC channel.
+
+    Thread-safe: any number of threads may call it at once. Use it as a context manager
+    or call :meth:`close`. Failures surface as :class:`~otel_stigmer.CallbackError`,
+    whose text never contains the API key.
+
+    Args:
+        config: Where and how to connect.
+        retry_policy: Backoff and retryable codes of :meth:`report_progress_with_retry`.
+        channel_options: Extra gRPC channel arguments; they override the client's own
+            (for example ``("grpc.ssl_target_name_override", "name-in-cert")``).
+    """
+
+    def __init__(
+        self,
+        config: StigmerConfig,
+        *,
+        retry_policy: RetryPolicy | None = None,
+        channel_options: Sequence[tuple[str, Any]] = (),
+    ) -> None:
+        self._config = config
+        self._policy = retry_policy or RetryPolicy()
+        options: dict[str, Any] = {
+            # Retrying is ours (visible, interruptible, policy-driven); gRPC's would double it.
+            "grpc.enable_retries": 0,
+            "grpc.primary_user_agent": _user_agent(),
+        }
+        options.update(dict(channel_options))
+        self._options = list(options.items())
+        self._credentials = (
+            grpc.ssl_channel_credentials(root_certificates=config.read_ca_bundle())
+            if config.use_tls
+            else None
+        )
+        self._lock = threading.Lock()
+        self._closed = threading.Event()
+        self._key = config.read_api_key()
+        self._known_keys: collections.deque[str] = collections.deque(
+            [self._key], maxlen=_MAX_REMEMBERED_KEYS
+        )
+        self._metadata = self._auth_metadata(self._key)
+        self._warned: set[tuple[str, str]] = set()
+        # Channels of a parent process are kept, never closed, in a forked child: closing
+        # them there could block on the parent's gRPC threads, which the child lacks.
+        self._orphans: list[grpc.Channel] = []
+        self._pid = os.getpid()
+        self._channel = self._open_channel()
+        self._stub = progress_pb2_grpc.WorkflowRunnerCommandControllerStub(self._channel)
+        _log.debug("Stigmer callback client for %s (tls=%s)", config.authority(), config.use_tls)
+
+    def __repr__(self) -> str:
+        return (
+            f"CallbackClient(endpoint={self._config.authority()!r}, "
+            f"use_tls={self._config.use_tls!r}, closed={self._closed.is_set()!r})"
+        )
+
+    def __enter__(self) -> CallbackClient:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    @property
+    def config(self) -> StigmerConfig:
+        """The configuration this client was built from."""
+        return self._config
+
+    @property
+    def retry_policy(self) -> RetryPolicy:
+        """The policy used by :meth:`report_progress_with_retry`."""
+        return self._policy
+
+    def close(self) -> None:
+        """Close the channel and cut short any backoff in progress. Idempotent."""
+        with self._lock:
+            if self._closed.is_set():
+                return
+            self._closed.set()
+            channel = self._channel
+        if self._pid == os.getpid():
+            channel.close()
+
+    def report_progress(
+        self, event: WorkflowProgressEvent, timeout: float | None = None
+    ) -> ProgressAckResponse:
+        """Send one event.
+
+        Args:
+            event: The event to send.
+            timeout: Seconds allowed for the call; ``config.timeout`` when ``None``.
+
+        Returns:
+            The receiver's acknowledgement.
+
+        Raises:
+            CallbackError: When the call fails; ``code`` is the gRPC status code.
+        """
+        deadline = self._timeout(timeout)
+        stub, metadata = self._prepare()
+        try:
+            with suppress_instrumentation():
+                response: ProgressAckResponse = stub.report_progress(
+                    event, timeout=deadline, metadata=metadata
+                )
+        except grpc.RpcError as exc:
+            raise self._failure(exc) from None
+        except ValueError:
+            # grpc raises ValueError when the channel was closed under a running call.
+            raise self._closed_error() from None
+        return response
+
+    def report_progress_batch(
+        self, events: Sequence[WorkflowProgressEvent], timeout: float | None = None
+    ) -> ReportProgressBatchResponse:
+        """Send several events in one call, in order.
+
+        Raises:
+            CallbackError: When the call fails; ``code`` is ``UNIMPLEMENTED`` when the
+                receiver has no batch RPC (send the events one by one instead).
+        """
+        deadline = self._timeout(timeout)
+        stub, metadata = self._prepare()
+        request = ReportProgressBatchRequest(events=events)
+        try:
+            with suppress_instrumentation():
+                response: ReportProgressBatchResponse = stub.report_progress_batch(
+                    request, timeout=deadline, metadata=metadata
+                )
+        except grpc.RpcError as exc:
+            raise self._failure(exc) from None
+        except ValueError:
+            raise self._closed_error() from None
+        return response
+
+    def report_progress_many(
+        self,
+        events: Sequence[WorkflowProgressEvent],
+        timeout: float | None = None,
+        *,
+        max_in_flight: int = 32,
+    ) -> list[CallbackError | None]:
+        """Send events as pipelined unary calls, at most ``max_in_flight`` at a time.
+
+        Unlike a batch, each event succeeds or fails on its own. Calls are issued in input
+        order but may be stored out of order; send one execution's events in one batch
+        or one by one when order matters to the receiver.
+
+        Returns:
+            One entry per event, in input order: ``None`` when delivered, else the error.
+        """
+        if max_in_flight < 1:
+            raise ValueError(f"max_in_flight must be >= 1, got {max_in_flight}")
+        deadline = self._timeout(timeout)
+        results: list[CallbackError | None] = [None] * len(events)
+        try:
+            stub, metadata = self._prepare()
+        except CallbackError as exc:
+            return [exc] * len(events)
+        pending: collections.deque[tuple[int, grpc.Future[ProgressAckResponse]]] = (
+            collections.deque()
+        )
+        with suppress_instrumentation():
+            for index, event in enumerate(events):
+                if len(pending) >= max_in_flight:
+                    self._settle(*pending.popleft(), results)
+                try:
+                    future = stub.report_progress.future(event, timeout=deadline, metadata=metadata)
+                except ValueError:
+                    results[index] = self._closed_error()
+                    continue
+                pending.append((index, future))
+            while pending:
+                self._settle(*pending.popleft(), results)
+        return results
+
+    def report_progress_with_retry(
+        self,
+        event: WorkflowProgressEvent,
+        max_attempts: int = 3,
+        *,
+        stop: threading.Event | None = None,
+    ) -> ProgressAckResponse:
+        """Send one event, retrying retryable failures with exponential backoff and jitter.
+
+        A delay asked for by the server (``RetryInfo``) is waited at least. Codes outside
+        the policy's retryable set (a wrong key, a bad request) fail at once.
+
+        Args:
+            event: The event to send; its ``event_id`` lets the receiver drop duplicates.
+            max_attempts: Total attempts, including the first.
+            stop: When set, ends a backoff early and gives up; :meth:`close` does the
+                same when no ``stop`` is given.
+
+        Raises:
+            CallbackError: The last failure, once attempts are exhausted, the failure is
+                not retryable or ``stop`` was set.
+        """
+        if max_attempts < 1:
+            raise ValueError(f"max_attempts must be >= 1, got {max_attempts}")
+        waiter = stop if stop is not None else self._closed
+        attempt = 1
+        while True:
+            try:
+                return self.report_progress(event)
+            except CallbackError as exc:
+                if not self._policy.is_retryable(exc.code):
+                    raise
+                if attempt >= max_attempts:
+                    self._warn_once(
+                        exc, f"giving up after {attempt} attempt(s); the event was not delivered"
+                    )
+                    raise
+                delay = self._policy.backoff(attempt, server_delay=exc.retry_delay)
+                _log.debug(
+                    "Stigmer callback attempt %d/%d failed with %s; retrying in %.3fs",
+                    attempt,
+                    max_attempts,
+                    exc.code.name,
+                    delay,
+                )
+                if waiter.wait(delay):
+                    raise
+                attempt += 1
+
+    # -- internals -----------------------------------------------------------------
+
+    @staticmethod
+    def _auth_metadata(key: str) -> tuple[tuple[str, str], ...]:
+        return (("authorization", f"Bearer {key}"),)
+
+    def _open_channel(self) -> grpc.Channel:
+        target = self._config.authority()
+        if self._credentials is None:
+            return grpc.insecure_channel(target, options=self._options)
+        return grpc.secure_channel(target, self._credentials, options=self._options)
+
+    def _timeout(self, timeout: float | None) -> float:
+        if timeout is None:
+            return self._config.timeout
+        if not timeout > 0:
+            raise ValueError(f"timeout must be > 0 seconds, got {timeout!r}")
+        return timeout
+
+    def _prepare(
+        self,
+    ) -> tuple[progress_pb2_grpc.WorkflowRunnerCommandControllerStub, tuple[tuple[str, str], ...]]:
+        """Return the stub and auth metadata, re-opening the channel in a forked child."""
+        if self._closed.is_set():
+            raise self._closed_error()
+        pid = os.getpid()
+        if pid != self._pid:
+            with self._lock:
+                if pid != self._pid:
+                    self._orphans.append(self._channel)
+                    self._pid = pid
+                    self._channel = self._open_channel()
+                    self._stub = progress_pb2_grpc.WorkflowRunnerCommandControllerStub(
+                        self._channel
+                    )
+        return self._stub, self._metadata
+
+    def _closed_error(self) -> CallbackError:
+        return CallbackError(grpc.StatusCode.CANCELLED, "the callback client is closed")
+
+    def _scrub(self, text: str) -> str:
+        for key in list(self._known_keys):
+            text = text.replace(key, "***")
+        return text
+
+    def _failure(self, error: grpc.RpcError) -> CallbackError:
+        """Turn a gRPC error into a CallbackError without the key; react to a rejected key."""
+        code_of = getattr(error, "code", None)
+        details_of = getattr(error, "details", None)
+        code = code_of() if callable(code_of) else None
+        details = details_of() if callable(details_of) else None
+        if not isinstance(code, grpc.StatusCode):
+            code = grpc.StatusCode.UNKNOWN
+        failure = CallbackError(
+            code, self._scrub(str(details or "")), retry_delay=_retry_delay(error)
+        )
+        if code is grpc.StatusCode.UNAUTHENTICATED:
+            self._reload_key()
+        if code in _WARN_CODES:
+            self._warn_once(failure, "the event was not delivered and will not be retried")
+        return failure
+
+    def _settle(
+        self,
+        index: int,
+        future: grpc.Future[ProgressAckResponse],
+        results: list[CallbackError | None],
+    ) -> None:
+        try:
+            error = future.exception()
+        except grpc.FutureCancelledError:
+            results[index] = self._closed_error()
+            return
+        if isinstance(error, grpc.RpcError):
+            results[index] = self._failure(error)
+        elif error is not None:
+            results[index] = CallbackError(grpc.StatusCode.UNKNOWN, type(error).__name__)
+
+    def _reload_key(self) -> None:
+        """Re-read a key file after a rejection, so a rotated key is used from the next call."""
+        if self._config.api_key_file is None:
+            return
+        try:
+            key = self._config.read_api_key()
+        except ConfigError as exc:
+            _log.warning("Could not re-read the Stigmer API key file: %s", exc)
+            return
+        with self._lock:
+            if key == self._key:
+                return
+            self._key = key
+            self._known_keys.append(key)
+            self._metadata = self._auth_metadata(key)
+        _log.info("The Stigmer API key file changed; the next call uses the new key")
+
+    def _warn_once(self, failure: CallbackError, consequence: str) -> None:
+        signature = (failure.code.name, failure.details)
+        with self._lock:
+            if signature in self._warned:
+                return
+            if len(self._warned) >= _MAX_REMEMBERED_WARNINGS:
+                self._warned.clear()
+            self._warned.add(signature)
+        _log.warning(
+            "Stigmer callback to %s failed with %s: %s (%s)",
+            self._config.authority(),
+            failure.code.name,
+            failure.details or "no details",
+            consequence,
+        )
