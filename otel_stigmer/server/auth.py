@@ -1,0 +1,61 @@
+"""Bearer-key authentication of incoming calls (constant-time comparison)."""
+
+from __future__ import annotations
+
+import hmac
+from collections.abc import Iterable, Sequence
+
+from otel_stigmer.exceptions import ConfigError
+
+__all__ = ["BearerKeyAuth"]
+
+_SCHEME = "bearer"
+
+
+class BearerKeyAuth:
+    """Checks the ``authorization: Bearer <key>`` metadata against accepted keys.
+
+    Error messages say what is wrong and how to fix it, never what was presented.
+
+    Args:
+        api_keys: The accepted keys; at least one, none empty.
+
+    Raises:
+        ConfigError: When no key, or an empty key, is given.
+    """
+
+    def __init__(self, api_keys: Sequence[str]) -> None:
+        if isinstance(api_keys, str):
+            api_keys = [api_keys]
+        keys = [k.strip() for k in api_keys]
+        if not keys or not all(keys):
+            raise ConfigError(
+                "the receiver needs at least one non-empty API key: pass api_keys=[...] "
+                "(or --api-key / STIGMER_SERVER_API_KEYS for `otel-stigmer serve`)"
+            )
+        self._keys = [k.encode() for k in keys]
+
+    def __repr__(self) -> str:
+        return f"BearerKeyAuth(<{len(self._keys)} key(s)>)"
+
+    def check(self, metadata: Iterable[tuple[str, str | bytes]]) -> str | None:
+        """Return None when the call carries an accepted key, else the reason to reject it."""
+        values = [v for k, v in metadata if k.lower() == "authorization"]
+        if not values:
+            return "missing authorization metadata: send 'authorization: Bearer <api key>'"
+        if len(values) > 1:
+            return "more than one authorization metadata entry: send exactly one"
+        value = values[0]
+        text = value.decode("utf-8", "replace") if isinstance(value, bytes) else value
+        scheme, _, token = text.strip().partition(" ")
+        token = token.strip()
+        if scheme.lower() != _SCHEME or not token:
+            return "malformed authorization metadata: expected 'Bearer <api key>'"
+        presented = token.encode()
+        # Compare against every key so timing does not tell which one nearly matched.
+        matched = False
+        for key in self._keys:
+            matched |= hmac.compare_digest(presented, key)
+        if not matched:
+            return "invalid API key: check STIGMER_SERVICE_API_KEY against the receiver's keys"
+        return None
