@@ -1,0 +1,133 @@
+"""How a Temporal activity attempt or workflow run ended, in Stigmer terms (pure)."""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from temporalio.common import RetryPolicy
+from temporalio.exceptions import (
+    ActivityError,
+    ApplicationError,
+    CancelledError,
+    ChildWorkflowError,
+    FailureError,
+    is_cancelled_exception,
+)
+
+from otel_stigmer import conventions as conv
+from otel_stigmer.events import EventType
+
+__all__ = [
+    "AttemptFacts",
+    "activity_outcome",
+    "error_code",
+    "failure_summary",
+    "will_retry",
+    "workflow_outcome",
+]
+
+# Temporal's default maximum interval is 100 x the initial interval.
+_DEFAULT_MAX_INTERVAL_FACTOR = 100
+
+
+@dataclass(frozen=True)
+class AttemptFacts:
+    """What an activity attempt knows about its own retry prospects.
+
+    Attributes:
+        attempt: This attempt's number, 1 for the first.
+        retry_policy: The activity's retry policy; None means Temporal's default
+            (retry without limit).
+        scheduled_time: When the activity (its first attempt) was scheduled.
+        schedule_to_close_timeout: The overall deadline across attempts, if any.
+        now: The time the attempt failed.
+    """
+
+    attempt: int
+    retry_policy: RetryPolicy | None
+    scheduled_time: datetime
+    schedule_to_close_timeout: timedelta | None
+    now: datetime
+
+
+def error_code(err: BaseException) -> str:
+    """The code Temporal matches against ``non_retryable_error_types``."""
+    if isinstance(err, ApplicationError) and err.type:
+        return err.type
+    return type(err).__name__
+
+
+def will_retry(err: BaseException, facts: AttemptFacts) -> bool:
+    """Whether Temporal will run another attempt after ``err`` failed this one."""
+    if isinstance(err, ApplicationError) and err.non_retryable:
+        return False
+    policy = facts.retry_policy
+    if policy is None:
+        return True
+    if policy.maximum_attempts > 0 and facts.attempt >= policy.maximum_attempts:
+        return False
+    if error_code(err) in (policy.non_retryable_error_types or ()):
+        return False
+    if facts.schedule_to_close_timeout is not None:
+        deadline = facts.scheduled_time + facts.schedule_to_close_timeout
+        if facts.now + _next_delay(err, policy, facts.attempt) >= deadline:
+            return False
+    return True
+
+
+def activity_outcome(err: BaseException, facts: AttemptFacts, *, cancel_requested: bool) -> str:
+    """The ``stigmer.status`` for a failed activity attempt.
+
+    Args:
+        err: What the activity raised.
+        facts: The attempt's retry facts.
+        cancel_requested: Whether a raised cancellation was asked for (by the workflow or
+            a client), as opposed to a timeout or worker shutdown, which Temporal retries.
+
+    Returns:
+        ``"cancelled"``, ``"retrying"`` or ``"failed"``.
+    """
+    if isinstance(err, (asyncio.CancelledError, CancelledError)) and cancel_requested:
+        return conv.CANCELLED
+    return conv.RETRYING if will_retry(err, facts) else "failed"
+
+
+def workflow_outcome(
+    err: BaseException, *, cancel_requested: bool, fails_workflow: bool
+) -> EventType | None:
+    """The event a workflow run's exception stands for, or None when the run goes on.
+
+    Args:
+        err: What the workflow raised.
+        cancel_requested: Whether the workflow was asked to cancel.
+        fails_workflow: Whether Temporal treats ``err`` as a workflow failure; other
+            exceptions fail only the workflow task, which Temporal retries.
+    """
+    if cancel_requested and is_cancelled_exception(err):
+        return EventType.WORKFLOW_CANCELLED
+    if fails_workflow:
+        return EventType.WORKFLOW_FAILED
+    return None
+
+
+def failure_summary(err: BaseException) -> tuple[str, str]:
+    """Return the ``(code, message)`` of the error behind ``err``.
+
+    A workflow that fails because an activity or child failed raises a wrapper
+    ("Activity task failed"); the code and message worth reporting are its cause's.
+    """
+    root = err
+    while isinstance(root, (ActivityError, ChildWorkflowError)) and root.cause is not None:
+        root = root.cause
+    message = root.message if isinstance(root, FailureError) else str(root)
+    return error_code(root), message or str(err)
+
+
+def _next_delay(err: BaseException, policy: RetryPolicy, attempt: int) -> timedelta:
+    if isinstance(err, ApplicationError) and err.next_retry_delay is not None:
+        return err.next_retry_delay
+    maximum = policy.maximum_interval or policy.initial_interval * _DEFAULT_MAX_INTERVAL_FACTOR
+    delay = policy.initial_interval * (policy.backoff_coefficient ** max(0, attempt - 1))
+    return min(delay, maximum)
