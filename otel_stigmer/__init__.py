@@ -1,7 +1,10 @@
-"""otel-stigmer: report workflow and task progress to the Stigmer Service from OpenTelemetry spans."""
+"""otel-stigmer: report workflow and task progress to the Stigmer Service from OTel spans."""
 
 from __future__ import annotations
 
+from otel_stigmer.client import CallbackClient
+from otel_stigmer.config import StigmerConfig
+from otel_stigmer.delivery import DeliveryStats
 from otel_stigmer.events import (
     ErrorDetails,
     EventType,
@@ -13,15 +16,27 @@ from otel_stigmer.events import (
     new_task_progress_event,
 )
 from otel_stigmer.exceptions import CallbackError, ConfigError
+from otel_stigmer.exporter import StigmerSpanExporter
+from otel_stigmer.processor import StigmerSpanProcessor
+from otel_stigmer.retry import RetryPolicy
+from otel_stigmer.setup import StigmerPipeline, configure
 
 __all__ = [
+    "CallbackClient",
     "CallbackError",
     "ConfigError",
+    "DeliveryStats",
     "ErrorDetails",
     "EventType",
     "ProgressAckResponse",
+    "RetryPolicy",
     "Status",
+    "StigmerConfig",
+    "StigmerPipeline",
+    "StigmerSpanExporter",
+    "StigmerSpanProcessor",
     "WorkflowProgressEvent",
+    "configure",
     "new_error_progress_event",
     "new_progress_event",
     "new_task_progress_event",

@@ -1,0 +1,390 @@
+"""Span start, span end and span events -> progress events (pure: no I/O, clock or globals).
+
+Every event gets a deterministic ``event_id`` derived from its span (trace id, span id and
+what it stands for), so the same span reported twice — by the live processor and an
+exporter, or after a retry — is de-duplicated by the receiver. ``sequence_number`` holds
+the event's time in microseconds here; :class:`otel_stigmer.sequencing.Sequencer` turns
+it into the final number in delivery order.
+
+Strings are bounded (see the ``MAX_*`` limits); a cut string ends with
+:data:`TRUNCATION_MARKER` and the number of characters removed.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any, Protocol
+
+from opentelemetry.trace import SpanContext, StatusCode
+from opentelemetry.util.types import Attributes
+
+from otel_stigmer import conventions as conv
+from otel_stigmer.events import EventType, Status, WorkflowProgressEvent
+
+__all__ = [
+    "MAX_ID_CHARS",
+    "MAX_MESSAGE_CHARS",
+    "MAX_METADATA_ENTRIES",
+    "MAX_METADATA_KEY_CHARS",
+    "MAX_METADATA_VALUE_CHARS",
+    "MAX_NAME_CHARS",
+    "MAX_STACK_TRACE_CHARS",
+    "TRUNCATION_MARKER",
+    "Role",
+    "SpanLike",
+    "ended_events",
+    "role_of",
+    "started_events",
+]
+
+MAX_ID_CHARS = 256
+MAX_NAME_CHARS = 256
+MAX_MESSAGE_CHARS = 4096
+MAX_STACK_TRACE_CHARS = 32 * 1024
+MAX_METADATA_ENTRIES = 64
+MAX_METADATA_KEY_CHARS = 128
+MAX_METADATA_VALUE_CHARS = 1024
+TRUNCATION_MARKER = "…[truncated "
+
+_EXCEPTION_EVENT = "exception"
+_TERMINAL_OR_START = frozenset(
+    {
+        EventType.WORKFLOW_STARTED.value,
+        EventType.WORKFLOW_COMPLETED.value,
+        EventType.WORKFLOW_FAILED.value,
+        EventType.WORKFLOW_CANCELLED.value,
+        EventType.TASK_STARTED.value,
+        EventType.TASK_COMPLETED.value,
+        EventType.TASK_FAILED.value,
+        EventType.TASK_CANCELLED.value,
+    }
+)
+#: Event types a span event may carry by name, with the status each reports.
+_SPAN_EVENT_STATUS: dict[str, str] = {
+    EventType.WORKFLOW_PAUSED.value: Status.PAUSED.value,
+    EventType.WORKFLOW_RESUMED.value: Status.RUNNING.value,
+    EventType.WORKFLOW_PROGRESS.value: Status.RUNNING.value,
+    EventType.TASK_RETRY.value: Status.RUNNING.value,
+    EventType.TASK_PROGRESS.value: Status.RUNNING.value,
+}
+_MARKER_STATUS: dict[str, str] = {
+    EventType.WORKFLOW_STARTED.value: Status.RUNNING.value,
+    EventType.TASK_STARTED.value: Status.RUNNING.value,
+    EventType.WORKFLOW_COMPLETED.value: Status.COMPLETED.value,
+    EventType.TASK_COMPLETED.value: Status.COMPLETED.value,
+    EventType.WORKFLOW_FAILED.value: Status.FAILED.value,
+    EventType.TASK_FAILED.value: Status.FAILED.value,
+    EventType.WORKFLOW_CANCELLED.value: Status.CANCELLED.value,
+    EventType.TASK_CANCELLED.value: Status.CANCELLED.value,
+    **_SPAN_EVENT_STATUS,
+}
+# Attributes that drive the mapping itself; never copied into metadata.
+_CONTROL_KEYS = frozenset(
+    {
+        conv.WORKFLOW_EXECUTION_ID,
+        conv.WORKFLOW_NAME,
+        conv.TASK_NAME,
+        conv.TASK_ATTEMPT,
+        conv.ERROR_CODE,
+        conv.STATUS,
+        conv.PROGRESS,
+        conv.MESSAGE,
+        conv.EVENT_TYPE,
+        "exception.type",
+        "exception.message",
+        "exception.stacktrace",
+        "exception.escaped",
+    }
+)
+
+
+class Role:
+    """What a span stands for in the Stigmer model."""
+
+    WORKFLOW = "workflow"
+    TASK = "task"
+    MARKER = "marker"
+
+
+class _EventLike(Protocol):
+    @property
+    def name(self) -> str: ...
+    @property
+    def timestamp(self) -> int: ...
+    @property
+    def attributes(self) -> Attributes: ...
+
+
+class _StatusLike(Protocol):
+    @property
+    def status_code(self) -> StatusCode: ...
+    @property
+    def description(self) -> str | None: ...
+
+
+class SpanLike(Protocol):
+    """The parts of an OTel span the mapping reads (an SDK ``ReadableSpan`` satisfies it)."""
+
+    @property
+    def name(self) -> str: ...
+    @property
+    def context(self) -> SpanContext | None: ...
+    @property
+    def parent(self) -> SpanContext | None: ...
+    @property
+    def start_time(self) -> int | None: ...
+    @property
+    def end_time(self) -> int | None: ...
+    @property
+    def attributes(self) -> Attributes: ...
+    @property
+    def events(self) -> Sequence[_EventLike]: ...
+    @property
+    def status(self) -> _StatusLike: ...
+
+
+def role_of(attributes: Attributes) -> str | None:
+    """Return the span's :class:`Role`, or None for a span with no Stigmer role."""
+    if not attributes or not attributes.get(conv.WORKFLOW_EXECUTION_ID):
+        # A task outside any workflow has nothing to report to: it stays a plain span.
+        return None
+    if conv.EVENT_TYPE in attributes:
+        return Role.MARKER
+    if conv.TASK_NAME in attributes:
+        return Role.TASK
+    return Role.WORKFLOW
+
+
+def started_events(span: SpanLike) -> list[WorkflowProgressEvent]:
+    """Events for a span's start: ``workflow_started`` / ``task_started``, or a marker's event."""
+    attrs = _attributes(span.attributes)
+    role = role_of(attrs)
+    if role is None:
+        return []
+    time_ns = span.start_time or 0
+    if role == Role.MARKER:
+        event_type = _text(attrs.get(conv.EVENT_TYPE), MAX_NAME_CHARS)
+        if event_type not in _MARKER_STATUS:
+            return []
+        event = _base(span, attrs, event_type, _MARKER_STATUS[event_type], time_ns, "m")
+        event.message = _message(attrs, "") or _default_message(event)
+        if event_type.endswith(("_failed", "_retry")):
+            _fill_error(event, span, attrs, _last_exception(span.events))
+        return [event]
+    event_type = (
+        EventType.TASK_STARTED.value if role == Role.TASK else EventType.WORKFLOW_STARTED.value
+    )
+    event = _base(span, attrs, event_type, Status.RUNNING.value, time_ns, "s")
+    event.message = _default_message(event)
+    return [event]
+
+
+def ended_events(span: SpanLike) -> list[WorkflowProgressEvent]:
+    """Events for a span's end: its span events in order, then the terminal event."""
+    attrs = _attributes(span.attributes)
+    role = role_of(attrs)
+    if role is None or role == Role.MARKER:
+        return []
+    events = _span_event_events(span, attrs, role)
+    events.append(_terminal_event(span, attrs, role))
+    return events
+
+
+def _terminal_event(span: SpanLike, attrs: Mapping[str, Any], role: str) -> WorkflowProgressEvent:
+    prefix = "task_" if role == Role.TASK else "workflow_"
+    exception = _last_exception(span.events)
+    outcome = _text(attrs.get(conv.STATUS), MAX_NAME_CHARS).lower()
+    cancelled = outcome == conv.CANCELLED or _is_cancellation(exception)
+    failed = span.status.status_code == StatusCode.ERROR
+    time_ns = span.end_time or span.start_time or 0
+    if cancelled:
+        event = _base(span, attrs, prefix + "cancelled", Status.CANCELLED.value, time_ns, "e")
+    elif failed and role == Role.TASK and outcome == conv.RETRYING:
+        event = _base(span, attrs, EventType.TASK_RETRY.value, Status.RUNNING.value, time_ns, "e")
+        _fill_error(event, span, attrs, exception)
+    elif failed:
+        event = _base(span, attrs, prefix + "failed", Status.FAILED.value, time_ns, "e")
+        _fill_error(event, span, attrs, exception)
+    else:
+        event = _base(span, attrs, prefix + "completed", Status.COMPLETED.value, time_ns, "e")
+    event.message = _message(attrs, "") or event.error.message or _default_message(event)
+    return event
+
+
+def _span_event_events(
+    span: SpanLike, attrs: Mapping[str, Any], role: str
+) -> list[WorkflowProgressEvent]:
+    out: list[WorkflowProgressEvent] = []
+    for index, span_event in enumerate(span.events):
+        name = span_event.name
+        if name == conv.PROGRESS_EVENT:
+            name = "task_progress" if role == Role.TASK else "workflow_progress"
+        status = _SPAN_EVENT_STATUS.get(name)
+        if status is None or name in _TERMINAL_OR_START:
+            continue
+        event_attrs = _attributes(span_event.attributes)
+        event = _base(span, attrs, name, status, span_event.timestamp, f"v{index}")
+        _fill_metadata(event, event_attrs)
+        if conv.TASK_ATTEMPT in event_attrs:
+            event.attempt = _int(event_attrs[conv.TASK_ATTEMPT])
+        if name.endswith("_progress"):
+            _fill_progress(event, event_attrs.get(conv.PROGRESS))
+        if "exception.type" in event_attrs or conv.ERROR_CODE in event_attrs:
+            _fill_error(event, span, event_attrs, span_event)
+        event.message = _message(event_attrs, "") or event.error.message or _default_message(event)
+        out.append(event)
+    return out
+
+
+def _base(
+    span: SpanLike,
+    attrs: Mapping[str, Any],
+    event_type: str,
+    status: str,
+    time_ns: int,
+    suffix: str,
+) -> WorkflowProgressEvent:
+    ctx = span.context
+    trace_id = format(ctx.trace_id, "032x") if ctx is not None else ""
+    span_id = format(ctx.span_id, "016x") if ctx is not None else ""
+    parent = span.parent
+    event = WorkflowProgressEvent(
+        workflow_execution_id=_text(attrs.get(conv.WORKFLOW_EXECUTION_ID), MAX_ID_CHARS),
+        event_type=event_type,
+        workflow_name=_text(attrs.get(conv.WORKFLOW_NAME), MAX_NAME_CHARS)
+        or (_text(span.name, MAX_NAME_CHARS) if conv.TASK_NAME not in attrs else ""),
+        task_name=_text(attrs.get(conv.TASK_NAME), MAX_NAME_CHARS),
+        status=status,
+        timestamp_ms=time_ns // 1_000_000,
+        sequence_number=time_ns // 1_000,
+        event_id=f"{trace_id}{span_id}.{suffix}",
+        trace_id=trace_id,
+        span_id=span_id,
+        parent_span_id=format(parent.span_id, "016x") if parent is not None else "",
+    )
+    if conv.TASK_ATTEMPT in attrs:
+        event.attempt = _int(attrs[conv.TASK_ATTEMPT])
+    _fill_metadata(event, attrs)
+    return event
+
+
+def _fill_error(
+    event: WorkflowProgressEvent,
+    span: SpanLike,
+    attrs: Mapping[str, Any],
+    exception: _EventLike | None,
+) -> None:
+    exc_attrs = _attributes(exception.attributes) if exception is not None else {}
+    code = _text(attrs.get(conv.ERROR_CODE), MAX_NAME_CHARS) or _text(
+        exc_attrs.get("exception.type"), MAX_NAME_CHARS
+    )
+    message = _text(exc_attrs.get("exception.message"), MAX_MESSAGE_CHARS)
+    if not message:
+        message = _text(getattr(span.status, "description", None), MAX_MESSAGE_CHARS)
+    event.error.code = code or "ERROR"
+    event.error.message = message
+    event.error.stack_trace = _text(exc_attrs.get("exception.stacktrace"), MAX_STACK_TRACE_CHARS)
+
+
+def _fill_progress(event: WorkflowProgressEvent, raw: object) -> None:
+    value = _number(raw)
+    if value is None:
+        if raw is not None:
+            event.metadata["stigmer.progress.invalid"] = _text(raw, MAX_METADATA_VALUE_CHARS)
+        return
+    event.task_progress = int(min(100.0, max(0.0, value)))
+
+
+def _fill_metadata(event: WorkflowProgressEvent, attrs: Mapping[str, Any]) -> None:
+    prefix = conv.METADATA_PREFIX
+    for key, value in attrs.items():
+        if len(event.metadata) >= MAX_METADATA_ENTRIES:
+            event.metadata["stigmer.metadata.truncated"] = "true"
+            return
+        if key in _CONTROL_KEYS:
+            continue
+        name = key[len(prefix) :] if key.startswith(prefix) else None
+        if name is None:
+            continue
+        event.metadata[_text(name, MAX_METADATA_KEY_CHARS)] = _text(value, MAX_METADATA_VALUE_CHARS)
+
+
+def _message(attrs: Mapping[str, Any], default: str) -> str:
+    return _text(attrs.get(conv.MESSAGE), MAX_MESSAGE_CHARS) or default
+
+
+def _default_message(event: WorkflowProgressEvent) -> str:
+    subject = (
+        f"task {event.task_name}" if event.task_name else f"workflow {event.workflow_name}"
+    ).strip()
+    verb = event.event_type.split("_", 1)[1]
+    if event.event_type.endswith("_progress"):
+        return f"{subject} at {event.task_progress}%"
+    if verb == "retry":
+        return f"{subject} will be retried"
+    return f"{subject} {verb}"
+
+
+def _last_exception(events: Iterable[_EventLike]) -> _EventLike | None:
+    found = None
+    for event in events:
+        if event.name == _EXCEPTION_EVENT:
+            found = event
+    return found
+
+
+def _is_cancellation(exception: _EventLike | None) -> bool:
+    if exception is None:
+        return False
+    exc_type = _attributes(exception.attributes).get("exception.type")
+    return isinstance(exc_type, str) and exc_type.rsplit(".", 1)[-1] == "CancelledError"
+
+
+def _attributes(attributes: Attributes) -> Mapping[str, Any]:
+    if not attributes:
+        return {}
+    for _ in range(3):
+        try:
+            return dict(attributes)
+        except RuntimeError:  # mutated by the business thread while copying; try again
+            continue
+    return {}
+
+
+def _text(value: object, limit: int) -> str:
+    """Render an attribute value as valid UTF-8 text of at most ``limit`` characters."""
+    if value is None:
+        return ""
+    if isinstance(value, str):
+        text = value
+    elif isinstance(value, bytes):
+        text = value.decode("utf-8", "replace")
+    elif isinstance(value, (list, tuple)):
+        text = "[" + ", ".join(_text(item, limit) for item in value[:64]) + "]"
+    else:
+        text = str(value)
+    if not text.isascii():
+        text = text.encode("utf-8", "replace").decode("utf-8")
+    if len(text) > limit:
+        removed = len(text) - limit
+        marker = f"{TRUNCATION_MARKER}{removed} chars]"
+        text = text[: max(0, limit - len(marker))] + marker
+    return text
+
+
+def _number(value: object) -> float | None:
+    if isinstance(value, bool) or not isinstance(value, (int, float, str)):
+        return None
+    try:
+        number = float(value)
+    except ValueError:
+        return None
+    return number if math.isfinite(number) else None
+
+
+def _int(value: object) -> int:
+    number = _number(value)
+    if number is None:
+        return 0
+    return int(max(-(2**31), min(2**31 - 1, number)))
