@@ -1,0 +1,225 @@
+"""EventStore: SQLite storage, de-duplication, ordering, summaries and live waits."""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from otel_stigmer.events import WorkflowProgressEvent
+from otel_stigmer.server.store import EventStore, ExecutionSummary, StoreClosedError
+
+
+def _event(
+    execution_id: str = "exec-1",
+    seq: int = 1,
+    event_type: str = "task_started",
+    *,
+    event_id: str | None = None,
+    task_name: str = "t",
+    status: str = "running",
+    timestamp_ms: int = 1_000,
+    workflow_name: str = "wf",
+) -> WorkflowProgressEvent:
+    return WorkflowProgressEvent(
+        workflow_execution_id=execution_id,
+        event_type=event_type,
+        workflow_name=workflow_name,
+        task_name=task_name,
+        status=status,
+        sequence_number=seq,
+        timestamp_ms=timestamp_ms,
+        event_id=event_id if event_id is not None else f"{execution_id}-{seq}-{event_type}",
+    )
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Iterator[EventStore]:
+    s = EventStore(tmp_path / "events.db")
+    yield s
+    s.close()
+
+
+def test_add_counts_accepted_and_duplicates(store: EventStore) -> None:
+    """A batch reports new events as accepted and known event ids as duplicates."""
+    assert store.add([_event(seq=1), _event(seq=2)]) == (2, 0)
+    assert store.add([_event(seq=2), _event(seq=3)]) == (1, 1)
+    assert store.count() == 3
+
+
+def test_duplicates_inside_one_batch_are_dropped(store: EventStore) -> None:
+    """The same event id twice in one batch is stored once."""
+    assert store.add([_event(seq=1), _event(seq=1)]) == (1, 1)
+    assert [e.sequence_number for e in store.events()] == [1]
+
+
+def test_events_without_event_id_are_always_stored(store: EventStore) -> None:
+    """An empty event_id never counts as a duplicate."""
+    assert store.add([_event(event_id=""), _event(event_id="")]) == (2, 0)
+    assert store.add([_event(event_id="")]) == (1, 0)
+    assert store.count() == 3
+
+
+def test_add_nothing_is_a_no_op(store: EventStore) -> None:
+    """An empty batch stores nothing and does not move the arrival id."""
+    assert store.add([]) == (0, 0)
+    assert store.last_rowid == 0
+
+
+def test_events_are_in_sequence_order_per_execution(store: EventStore) -> None:
+    """Events come back by sequence number, then arrival, whatever the arrival order."""
+    store.add([_event(seq=3), _event("exec-2", seq=1), _event(seq=1)])
+    store.add([_event(seq=2), _event(seq=2, event_type="task_progress")])
+    got = [(e.sequence_number, e.event_type) for e in store.events("exec-1")]
+    assert got == [
+        (1, "task_started"),
+        (2, "task_started"),
+        (2, "task_progress"),
+        (3, "task_started"),
+    ]
+
+
+def test_all_events_are_grouped_by_execution(store: EventStore) -> None:
+    """Without an execution id, events are ordered by execution, then sequence."""
+    store.add([_event("b", seq=2), _event("a", seq=2), _event("b", seq=1), _event("a", seq=1)])
+    got = [(e.workflow_execution_id, e.sequence_number) for e in store.events()]
+    assert got == [("a", 1), ("a", 2), ("b", 1), ("b", 2)]
+
+
+def test_events_after_rowid_and_events_since(store: EventStore) -> None:
+    """after_rowid filters by arrival; events_since returns arrival ids in arrival order."""
+    store.add([_event(seq=5)])
+    mark = store.last_rowid
+    store.add([_event(seq=9), _event(seq=7)])
+    assert [e.sequence_number for e in store.events("exec-1", after_rowid=mark)] == [7, 9]
+    since = store.events_since(mark)
+    assert [(rowid - mark, e.sequence_number) for rowid, e in since] == [(1, 9), (2, 7)]
+    assert [e.sequence_number for _, e in store.events_since(0, limit=1)] == [5]
+
+
+def test_stored_event_round_trips_every_field(store: EventStore) -> None:
+    """The stored payload is the full event, including metadata and error details."""
+    event = _event(seq=4, event_type="task_failed", status="failed")
+    event.metadata["k"] = "v"
+    event.error.code = "ValueError"
+    event.error.stack_trace = "trace"
+    event.trace_id, event.span_id, event.attempt, event.task_progress = "ab" * 16, "cd" * 8, 2, 50
+    store.add([event])
+    assert store.events() == [event]
+
+
+def test_executions_summarise_each_run(store: EventStore) -> None:
+    """A summary has the latest workflow-level status, the event count and time bounds."""
+    store.add(
+        [
+            _event("a", 1, "workflow_started", task_name="", status="running", timestamp_ms=10),
+            _event("a", 2, "task_started", timestamp_ms=20),
+            _event("b", 1, "task_started", workflow_name="other", timestamp_ms=5),
+        ]
+    )
+    store.add(
+        [_event("a", 3, "workflow_completed", task_name="", status="completed", timestamp_ms=30)]
+    )
+    assert store.executions() == [
+        ExecutionSummary("a", "wf", "completed", 3, 10, 30),
+        ExecutionSummary("b", "other", "", 1, 5, 5),
+    ]
+
+
+def test_data_survives_reopening_the_file(tmp_path: Path) -> None:
+    """Events and de-duplication persist across a close and reopen."""
+    first = EventStore(tmp_path / "events.db")
+    first.add([_event(seq=1)])
+    first.close()
+    second = EventStore(tmp_path / "events.db")
+    try:
+        assert [e.sequence_number for e in second.events()] == [1]
+        assert second.last_rowid == 1
+        assert second.add([_event(seq=1)]) == (0, 1)
+    finally:
+        second.close()
+
+
+def test_database_is_in_wal_mode(tmp_path: Path) -> None:
+    """The store switches the SQLite file to write-ahead logging."""
+    EventStore(tmp_path / "events.db").close()
+    conn = sqlite3.connect(tmp_path / "events.db")
+    try:
+        assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    finally:
+        conn.close()
+
+
+def test_wait_for_change_wakes_up_on_add(store: EventStore) -> None:
+    """A waiter wakes as soon as another thread stores an event."""
+    started = threading.Event()
+    result: list[int] = []
+
+    def waiter() -> None:
+        started.set()
+        result.append(store.wait_for_change(0, timeout=30.0))
+
+    thread = threading.Thread(target=waiter)
+    thread.start()
+    assert started.wait(10.0)
+    begin = time.monotonic()
+    store.add([_event()])
+    thread.join(timeout=10.0)
+    assert not thread.is_alive()
+    assert result == [1]
+    assert time.monotonic() - begin < 10.0
+
+
+def test_wait_for_change_returns_at_once_when_newer_rows_exist(store: EventStore) -> None:
+    """No wait happens when rows newer than the caller's mark already exist."""
+    store.add([_event()])
+    begin = time.monotonic()
+    assert store.wait_for_change(0, timeout=30.0) == 1
+    assert time.monotonic() - begin < 5.0
+
+
+def test_wait_for_change_times_out_without_news(store: EventStore) -> None:
+    """With nothing new, the wait ends at the timeout and returns the same arrival id."""
+    store.add([_event()])
+    assert store.wait_for_change(1, timeout=0.05) == 1
+
+
+def test_close_wakes_waiters_and_blocks_later_use(tmp_path: Path) -> None:
+    """Closing wakes a blocked waiter; later use raises StoreClosedError."""
+    store = EventStore(tmp_path / "events.db")
+    done = threading.Event()
+
+    def waiter() -> None:
+        store.wait_for_change(0, 60.0)
+        done.set()
+
+    thread = threading.Thread(target=waiter)
+    thread.start()
+    store.close()
+    assert done.wait(10.0)
+    thread.join(10.0)
+    with pytest.raises(StoreClosedError):
+        store.add([_event()])
+    with pytest.raises(StoreClosedError):
+        store.events()
+    store.close()
+
+
+def test_concurrent_writers_lose_nothing(store: EventStore) -> None:
+    """Eight threads adding batches at once store every event exactly once."""
+
+    def writer(n: int) -> None:
+        for b in range(10):
+            store.add([_event(f"exec-{n}", seq=b * 10 + i) for i in range(10)])
+
+    threads = [threading.Thread(target=writer, args=(n,)) for n in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30.0)
+    assert store.count() == 800
+    assert [e.sequence_number for e in store.events("exec-3")] == list(range(100))
