@@ -121,6 +121,10 @@ class CallbackClient:
             # Retrying is ours (visible, interruptible, policy-driven); gRPC's would double it.
             "grpc.enable_retries": 0,
             "grpc.primary_user_agent": _user_agent(),
+            # gRPC's reconnect backoff (1 s growing to 120 s by default) would fail our
+            # retries fast long after a receiver is back; keep it in step with our policy.
+            "grpc.initial_reconnect_backoff_ms": max(1, round(self._policy.initial_backoff * 1000)),
+            "grpc.max_reconnect_backoff_ms": max(1, round(self._policy.max_backoff * 1000)),
         }
         options.update(dict(channel_options))
         self._options = list(options.items())
