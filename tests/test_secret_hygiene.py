@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 import traceback
-from collections.abc import Iterator
 from pathlib import Path
 
 import grpc
@@ -33,12 +32,12 @@ def _assert_clean(*texts: str) -> None:
 
 
 @pytest.fixture
-def debug_logs(caplog: pytest.LogCaptureFixture) -> Iterator[pytest.LogCaptureFixture]:
+def debug_logs(caplog: pytest.LogCaptureFixture) -> pytest.LogCaptureFixture:
     """Capture every logger, grpc's included, at DEBUG."""
     caplog.set_level(logging.DEBUG)
     for name in ("grpc", "grpc._channel", "grpc._server", "otel_stigmer"):
         caplog.set_level(logging.DEBUG, logger=name)
-    yield caplog
+    return caplog
 
 
 def _event(execution_id: str = "hygiene-1") -> WorkflowProgressEvent:
