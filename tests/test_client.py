@@ -17,6 +17,7 @@ from otel_stigmer.config import StigmerConfig
 from otel_stigmer.events import WorkflowProgressEvent, new_progress_event, new_task_progress_event
 from otel_stigmer.exceptions import CallbackError, ConfigError
 from otel_stigmer.retry import RetryPolicy
+from otel_stigmer.server.app import ReceiverServer
 from otel_stigmer.testing import StigmerTestServer
 
 KEY = "client-test-key-3f9a"
@@ -332,3 +333,22 @@ def test_instrumentation_is_suppressed_inside_our_calls() -> None:
     with suppress_instrumentation():
         assert not is_instrumentation_enabled()
     assert is_instrumentation_enabled()
+
+
+def test_ipv6_loopback_endpoint(tmp_path: Path) -> None:
+    """A bracketed IPv6 endpoint from the environment reaches a receiver bound to ::1."""
+    receiver = ReceiverServer(api_keys=[KEY], db_path=tmp_path / "events.db", host="::1")
+    with receiver:
+        assert receiver.endpoint.startswith("[::1]:")
+        config = StigmerConfig.from_env(
+            {
+                "STIGMER_SERVICE_ENDPOINT": receiver.endpoint,
+                "STIGMER_SERVICE_API_KEY": KEY,
+                "STIGMER_SERVICE_USE_TLS": "false",
+            }
+        )
+        assert config.host == "::1"
+        event = _event(execution_id="v6-1")
+        with CallbackClient(config) as client:
+            assert client.report_progress(event).accepted
+        assert receiver.store.events("v6-1") == [event]
