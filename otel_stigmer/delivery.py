@@ -106,6 +106,7 @@ class Sender:
         spool: Optional durable storage for undelivered events.
         synchronous: Map and send on the calling thread, without a background thread
             (for tests and in-process capture); failures are logged and dropped.
+        sequencer: Numbers events (a monotonic :class:`Sequencer` by default).
     """
 
     _thread: threading.Thread | None
@@ -121,6 +122,7 @@ class Sender:
         retry_policy: RetryPolicy | None = None,
         spool: Spool | None = None,
         synchronous: bool = False,
+        sequencer: Sequencer | None = None,
     ) -> None:
         self._sink = sink
         self._max_queue_size = max_queue_size
@@ -129,7 +131,7 @@ class Sender:
         self._spool = spool
         self._synchronous = synchronous
         self._rng = random.Random()
-        self._sequencer = Sequencer()
+        self._sequencer = sequencer or Sequencer()
         self._stats = DeliveryStats()
         self._closed = False
         self._reset_runtime_state()

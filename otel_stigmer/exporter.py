@@ -13,6 +13,7 @@ from otel_stigmer._guard import swallow_errors
 from otel_stigmer.delivery import END, START, DeliveryStats, Sender
 from otel_stigmer.events import TERMINAL_EVENT_TYPES
 from otel_stigmer.retry import RetryPolicy
+from otel_stigmer.sequencing import Sequencer
 from otel_stigmer.sinks import EventSink, GrpcSink
 
 if TYPE_CHECKING:
@@ -59,6 +60,8 @@ class StigmerSpanExporter(SpanExporter):
             max_batch_size=config.max_batch_size if config else 500,
             retry_policy=retry_policy,
             spool=spool,
+            # Spans arrive when they end, not when they start: number events by time.
+            sequencer=Sequencer(monotonic=False),
         )
         self._shut_down = False
 
