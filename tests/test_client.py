@@ -218,14 +218,13 @@ def test_duplicate_event_id_is_stored_once(fresh: StigmerTestServer) -> None:
     assert fresh.events("dup-1") == [event]
 
 
-def test_deadline_exceeded_on_slow_receiver(fresh: StigmerTestServer) -> None:
+def test_deadline_exceeded_on_slow_receiver() -> None:
     """A per-call timeout shorter than the receiver's latency gives DEADLINE_EXCEEDED."""
-    fresh.set_latency(2.0)
-    try:
-        with _client(fresh) as client, pytest.raises(CallbackError) as info:
+    # A receiver of its own: the delayed call would otherwise take a fault meant for a later test.
+    with StigmerTestServer(api_key=KEY) as slow:
+        slow.set_latency(2.0)
+        with _client(slow) as client, pytest.raises(CallbackError) as info:
             client.report_progress(_event(execution_id="slow-1"), timeout=0.2)
-    finally:
-        fresh.set_latency(0)
     assert info.value.code is grpc.StatusCode.DEADLINE_EXCEEDED
 
 
