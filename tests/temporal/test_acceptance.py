@@ -1,0 +1,204 @@
+"""Acceptance: what the receiver stores for real Temporal runs, per execution, in order."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pytest
+from temporalio.client import Client
+
+from otel_stigmer import WorkflowProgressEvent
+from otel_stigmer.contrib.temporal import StigmerInterceptor, from_memo
+
+from .conftest import CANARY_KEY, Harness, new_worker
+from .workflows import LOCAL_ACTIVITIES, StepsWorkflow
+
+pytestmark = pytest.mark.temporal
+
+Row = tuple[str, str, int]
+
+
+def rows(events: list[WorkflowProgressEvent]) -> list[Row]:
+    """Render events as ``(event_type, task_name, attempt)``, checking the sequence order."""
+    numbers = [e.sequence_number for e in events]
+    assert numbers == sorted(numbers)
+    assert len(set(numbers)) == len(numbers)
+    assert len({e.event_id for e in events}) == len(events)
+    return [(e.event_type, e.task_name, e.attempt) for e in events]
+
+
+def task(name: str, *, attempt: int = 1, outcome: str = "task_completed") -> list[Row]:
+    """The two rows one activity attempt reports."""
+    return [("task_started", name, attempt), (outcome, name, attempt)]
+
+
+STARTED: Row = ("workflow_started", "", 0)
+COMPLETED: Row = ("workflow_completed", "", 0)
+
+
+def test_three_activities_report_started_pairs_completed(harness: Harness) -> None:
+    """Three activities: workflow started, three started/completed pairs, workflow completed."""
+    handle = harness.start(["ok_step", "ok_step", "ok_step"])
+    events = harness.finish(handle)
+
+    assert rows(events) == [STARTED, *task("ok_step") * 3, COMPLETED]
+    assert {e.workflow_name for e in events} == {"StepsWorkflow"}
+    assert {e.workflow_execution_id for e in events} == {handle.id}
+    assert events[1].metadata["temporal.task_queue"] == "stigmer-tests"
+
+
+def test_failed_attempt_that_will_be_retried_reports_task_retry(harness: Harness) -> None:
+    """An attempt that fails and is retried reports task_retry (attempt 1, the error)."""
+    events = harness.finish(harness.start(["flaky_step"]))
+
+    assert rows(events) == [
+        STARTED,
+        *task("flaky_step", outcome="task_retry"),
+        *task("flaky_step", attempt=2),
+        COMPLETED,
+    ]
+    retry = events[2]
+    assert retry.error.code == "RuntimeError"
+    assert retry.error.message == "flaky failure"
+
+
+def test_failed_workflow_reports_workflow_failed_with_the_error(harness: Harness) -> None:
+    """A non-retryable activity error fails the task and the workflow, with code and message."""
+    events = harness.finish(harness.start(["ok_step", "fatal_step"]))
+
+    assert rows(events) == [
+        STARTED,
+        *task("ok_step"),
+        *task("fatal_step", outcome="task_failed"),
+        ("workflow_failed", "", 0),
+    ]
+    assert events[4].error.code == "InvalidInput"
+    failed = events[-1]
+    assert failed.status == "failed"
+    assert failed.error.code == "InvalidInput"
+    assert "bad input" in failed.message
+
+
+def test_cancelled_workflow_reports_task_and_workflow_cancelled(harness: Harness) -> None:
+    """Cancelling a run from the client reports task_cancelled, then workflow_cancelled."""
+    handle = harness.start(["hang_step"])
+    harness.receiver.wait_for_events(
+        lambda events: any(e.event_type == "task_started" for e in events),
+        execution_id=handle.id,
+        timeout=20,
+    )
+    harness.loop.run(handle.cancel())
+    events = harness.finish(handle)
+
+    assert rows(events) == [
+        STARTED,
+        *task("hang_step", outcome="task_cancelled"),
+        ("workflow_cancelled", "", 0),
+    ]
+    assert events[-1].status == "cancelled"
+
+
+def test_workflow_started_without_the_client_interceptor_reports(harness: Harness) -> None:
+    """A run started by a client without the interceptor (CLI, schedule) still reports."""
+    handle = harness.start(["ok_step"], client=harness.plain_client)
+    events = harness.finish(handle)
+
+    assert rows(events) == [STARTED, *task("ok_step"), COMPLETED]
+    assert {e.workflow_execution_id for e in events} == {handle.id}
+
+
+def test_replay_on_every_task_reports_each_event_once(harness: Harness) -> None:
+    """With max_cached_workflows=0 every task replays history; nothing is reported twice."""
+    events = harness.finish(harness.start(["ok_step", "flaky_step", "ok_step", "ok_step"]))
+
+    assert rows(events) == [
+        STARTED,
+        *task("ok_step"),
+        *task("flaky_step", outcome="task_retry"),
+        *task("flaky_step", attempt=2),
+        *task("ok_step") * 2,
+        COMPLETED,
+    ]
+
+
+def test_activities_on_another_worker_process_are_ordered(harness: Harness) -> None:
+    """Activities run by a second worker process share the execution id, in order."""
+    script = Path(__file__).with_name("remote_worker.py")
+    env = {**_inherited_env(), **harness.receiver.env()}
+    with subprocess.Popen(
+        [sys.executable, str(script), harness.address],
+        env=env,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    ) as proc:
+        assert proc.stdout is not None
+        assert proc.stderr is not None
+        with ThreadPoolExecutor(1) as pool:
+            ready = pool.submit(proc.stdout.readline).result(timeout=60)
+        try:
+            assert ready.strip() == "ready", proc.stderr.read()
+            plan = ["ok_step", "remote_step", "ok_step", "remote_step"]
+            handle = harness.start(plan)
+            events = harness.finish(handle)
+        finally:
+            # Closing its standard input (communicate does) stops the remote worker.
+            out, err = proc.communicate(timeout=30)
+
+    assert proc.returncode == 0, err
+    assert rows(events) == [STARTED, *(row for name in plan for row in task(name)), COMPLETED]
+    assert {e.workflow_execution_id for e in events} == {handle.id}
+    queues = [e.metadata["temporal.task_queue"] for e in events if e.task_name]
+    assert (
+        queues
+        == ["stigmer-tests"] * 2
+        + ["stigmer-remote-activities"] * 2
+        + ["stigmer-tests"] * 2
+        + ["stigmer-remote-activities"] * 2
+    )
+    assert CANARY_KEY not in out + err
+
+
+def test_execution_id_from_a_memo_field_reaches_the_activities(harness: Harness) -> None:
+    """With from_memo, the workflow and its activities report under the memo's execution id."""
+    interceptor = StigmerInterceptor(
+        harness.tracer_provider.get_tracer("tests.temporal"),
+        execution_id=from_memo("stigmer_execution_id"),
+    )
+    loop = harness.loop
+    client = loop.run(Client.connect(harness.address, interceptors=[interceptor]))
+    queue = f"memo-{uuid.uuid4().hex[:8]}"
+    execution_id = f"exec-{uuid.uuid4().hex[:8]}"
+    worker = loop.run(
+        new_worker(client, task_queue=queue, workflows=[StepsWorkflow], activities=LOCAL_ACTIVITIES)
+    )
+    running = loop.submit(worker.run())
+    try:
+        handle = loop.run(
+            client.start_workflow(
+                StepsWorkflow.run,
+                ["ok_step"],
+                id=f"memo-{uuid.uuid4().hex[:8]}",
+                task_queue=queue,
+                memo={"stigmer_execution_id": execution_id},
+            )
+        )
+        loop.run(handle.result(), timeout=60)
+        events = harness.events_until_end(execution_id)
+    finally:
+        loop.run(worker.shutdown())
+        running.result(10)
+
+    assert rows(events) == [STARTED, *task("ok_step"), COMPLETED]
+    assert {e.metadata["temporal.workflow_id"] for e in events} == {handle.id}
+    assert harness.receiver.events(handle.id) == []
+
+
+def _inherited_env() -> dict[str, str]:
+    return {k: v for k, v in os.environ.items() if not k.startswith("STIGMER_")}
