@@ -389,3 +389,52 @@ def test_non_retryable_exception_is_not_retried(spans: InMemorySpanExporter) -> 
     with pytest.raises(ValueError, match="bad input"):
         wf()
     assert len([s for s in spans.get_finished_spans() if s.name == "strict"]) == 1
+
+
+# --- generator context handling ----------------------------------------------------------
+
+
+def test_generator_context_does_not_leak_between_items(spans: InMemorySpanExporter) -> None:
+    """Between items the caller's span is current; inside the body the generator's span is."""
+    inside: list[str] = []
+
+    @task
+    def items() -> Iterator[int]:
+        for i in range(2):
+            inside.append(getattr(trace.get_current_span(), "name", "?"))
+            yield i
+
+    @workflow(execution_id="leak")
+    def wf() -> list[str]:
+        outside = []
+        for _ in items():
+            outside.append(getattr(trace.get_current_span(), "name", "?"))
+        return outside
+
+    assert wf() == ["wf", "wf"]
+    assert inside == ["items", "items"]
+
+
+def test_abandoned_async_generator_is_finalised_cleanly(
+    spans: InMemorySpanExporter, caplog: pytest.LogCaptureFixture
+) -> None:
+    """An async generator left unfinished is closed by the loop in another task: cancelled,
+    and no context-detach error is logged."""
+
+    @task
+    async def stream() -> AsyncIterator[int]:
+        for i in range(10):
+            yield i
+
+    @workflow(execution_id="abandon")
+    async def wf() -> int:
+        async for item in stream():
+            return item
+        return -1
+
+    with caplog.at_level(logging.DEBUG):
+        assert asyncio.run(wf()) == 0
+    span = by_name(spans)["stream"]
+    assert (span.attributes or {}).get(conv.STATUS) == conv.CANCELLED
+    assert span.status.status_code is StatusCode.UNSET
+    assert not [r for r in caplog.records if r.levelno >= logging.WARNING]
