@@ -106,6 +106,10 @@ class CallbackClient:
         retry_policy: Backoff and retryable codes of :meth:`report_progress_with_retry`.
         channel_options: Extra gRPC channel arguments; they override the client's own
             (for example ``("grpc.ssl_target_name_override", "name-in-cert")``).
+
+    Raises:
+        ConfigError: When the key file or CA file has become unreadable since the
+            config was built (no connection is attempted at construction).
     """
 
     def __init__(
