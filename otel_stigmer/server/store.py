@@ -25,13 +25,11 @@ CREATE TABLE IF NOT EXISTS events (
     timestamp_ms INTEGER NOT NULL,
     payload BLOB NOT NULL
 );
-CREATE UNIQUE INDEX IF NOT EXISTS events_event_id ON events (event_id);
 CREATE INDEX IF NOT EXISTS events_execution ON events (execution_id, sequence_number, id);
 """
 
-# NULL event ids never collide under a UNIQUE index, so events without one are always kept.
 _INSERT = (
-    "INSERT OR IGNORE INTO events (event_id, execution_id, sequence_number, event_type,"
+    "INSERT INTO events (event_id, execution_id, sequence_number, event_type,"
     " workflow_name, task_name, status, timestamp_ms, payload) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
 )
 
@@ -82,6 +80,11 @@ class EventStore:
     One connection is shared by all threads behind a lock; a condition on that
     lock wakes live readers (:meth:`wait_for_change`) when rows arrive.
 
+    De-duplication by ``event_id`` uses a set of the stored ids, rebuilt from the
+    file at open, instead of a UNIQUE index: ids are random, so an index on them
+    dirties one page per event and made small batches two to three times slower
+    to store. The set costs about 100 bytes of memory per stored event.
+
     Args:
         path: The SQLite file; created when missing, reopened with its data otherwise.
     """
@@ -96,9 +99,17 @@ class EventStore:
         self._conn.execute("PRAGMA journal_mode=WAL")
         # WAL + NORMAL survives a process crash; only a power loss may drop the last commits.
         self._conn.execute("PRAGMA synchronous=NORMAL")
+        # Checkpoint every ~40 MB of WAL instead of 4 MB: fewer stalls of the writing RPC.
+        self._conn.execute("PRAGMA wal_autocheckpoint=10000")
         self._conn.executescript(_SCHEMA)
         row = self._conn.execute("SELECT coalesce(max(id), 0) FROM events").fetchone()
         self._last_rowid: int = row[0]
+        self._seen: set[str] = {
+            event_id
+            for (event_id,) in self._conn.execute(
+                "SELECT event_id FROM events WHERE event_id IS NOT NULL"
+            )
+        }
 
     @property
     def path(self) -> str:
@@ -129,37 +140,46 @@ class EventStore:
         """
         if not events:
             return 0, 0
-        rows = [
-            (
-                e.event_id or None,
-                e.workflow_execution_id,
-                e.sequence_number,
-                e.event_type,
-                e.workflow_name,
-                e.task_name,
-                e.status,
-                e.timestamp_ms,
-                e.SerializeToString(),
-            )
-            for e in events
-        ]
         with self._lock:
             conn = self._connection()
-            conn.execute("BEGIN")
+            seen = self._seen
+            added: list[str] = []
+            rows = []
+            for e in events:
+                event_id = e.event_id
+                if event_id:
+                    if event_id in seen:
+                        continue
+                    seen.add(event_id)
+                    added.append(event_id)
+                rows.append(
+                    (
+                        event_id or None,
+                        e.workflow_execution_id,
+                        e.sequence_number,
+                        e.event_type,
+                        e.workflow_name,
+                        e.task_name,
+                        e.status,
+                        e.timestamp_ms,
+                        e.SerializeToString(),
+                    )
+                )
+            if not rows:
+                return 0, len(events)
             try:
-                cursor = conn.executemany(_INSERT, rows)
-                accepted = cursor.rowcount
-                newest = self._last_rowid
-                if accepted:
-                    newest = conn.execute("SELECT max(id) FROM events").fetchone()[0]
+                conn.execute("BEGIN")
+                conn.executemany(_INSERT, rows)
+                newest = conn.execute("SELECT max(id) FROM events").fetchone()[0]
                 conn.execute("COMMIT")
             except BaseException:
-                conn.execute("ROLLBACK")
+                seen.difference_update(added)
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
                 raise
-            if accepted:
-                self._last_rowid = newest
-                self._changed.notify_all()
-        return accepted, len(rows) - accepted
+            self._last_rowid = newest
+            self._changed.notify_all()
+        return len(rows), len(events) - len(rows)
 
     def events(
         self, execution_id: str | None = None, *, after_rowid: int = 0
