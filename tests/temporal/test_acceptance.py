@@ -67,7 +67,9 @@ def test_failed_attempt_that_will_be_retried_reports_task_retry(harness: Harness
     assert retry.error.message == "flaky failure"
 
 
-def test_failed_workflow_reports_workflow_failed_with_the_error(harness: Harness) -> None:
+def test_failed_workflow_reports_workflow_failed_with_the_error(
+    harness: Harness, caplog: pytest.LogCaptureFixture
+) -> None:
     """A non-retryable activity error fails the task and the workflow, with code and message."""
     events = harness.finish(harness.start(["ok_step", "fatal_step"]))
 
@@ -82,6 +84,8 @@ def test_failed_workflow_reports_workflow_failed_with_the_error(harness: Harness
     assert failed.status == "failed"
     assert failed.error.code == "InvalidInput"
     assert "bad input" in failed.message
+    assert "bad input" in caplog.text  # the worker logged the failure...
+    assert CANARY_KEY not in caplog.text  # ...and never the API key
 
 
 def test_cancelled_workflow_reports_task_and_workflow_cancelled(harness: Harness) -> None:

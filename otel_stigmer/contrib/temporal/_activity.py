@@ -42,14 +42,20 @@ class StigmerActivityInboundInterceptor(ActivityInboundInterceptor):
 
     async def execute_activity(self, input: ExecuteActivityInput) -> Any:
         """Run the attempt inside its task span."""
-        info = temporalio.activity.info()
-        parent = self._root.context_from_headers(input.headers)
+        try:
+            info = temporalio.activity.info()
+            parent = self._root.context_from_headers(input.headers)
+            attributes = self._attributes(info, input.headers)
+        except Exception:
+            # Progress reporting must never keep an activity from running.
+            _log.warning("running an activity without progress reporting", exc_info=True)
+            return await super().execute_activity(input)
         token = opentelemetry.context.attach(parent) if parent is not None else None
         try:
             with self._root.stigmer_tracer.start_as_current_span(
                 f"RunActivity:{info.activity_type}",
                 kind=SpanKind.SERVER,
-                attributes=self._attributes(info, input.headers),
+                attributes=attributes,
                 record_exception=False,
                 set_status_on_exception=False,
             ) as span:

@@ -106,12 +106,19 @@ class StigmerWorkflowInboundInterceptor(TracingWorkflowInboundInterceptor):
                 self._identity = Identity(info.workflow_id, info.workflow_type)
         return self._identity
 
-    def identity_header(self) -> temporalio.api.common.v1.Payload:
-        """The run's identity as a Temporal header payload."""
-        identity = self.identity()
-        return self.payload_converter.to_payloads(
-            [{"execution_id": identity.execution_id, "workflow_name": identity.workflow_name}]
-        )[0]
+    def with_identity(
+        self, headers: Mapping[str, temporalio.api.common.v1.Payload]
+    ) -> Mapping[str, temporalio.api.common.v1.Payload]:
+        """``headers`` plus the run's identity, for an activity it schedules."""
+        try:
+            identity = self.identity()
+            payload = self.payload_converter.to_payloads(
+                [{"execution_id": identity.execution_id, "workflow_name": identity.workflow_name}]
+            )[0]
+        except Exception:
+            # The activity then resolves the identity itself, from the workflow id.
+            return headers
+        return {**headers, IDENTITY_HEADER: payload}
 
     def _report(self, event_type: EventType, error: BaseException | None = None) -> None:
         if temporalio.workflow.unsafe.is_replaying():
@@ -149,14 +156,14 @@ class _StigmerWorkflowOutboundInterceptor(WorkflowOutboundInterceptor):
         self._root = root
 
     def start_activity(self, input: StartActivityInput) -> temporalio.workflow.ActivityHandle[Any]:
-        input.headers = {**input.headers, IDENTITY_HEADER: self._root.identity_header()}
+        input.headers = self._root.with_identity(input.headers)
         return super().start_activity(input)
 
     def start_local_activity(
         self,
         input: StartLocalActivityInput,
     ) -> temporalio.workflow.ActivityHandle[Any]:
-        input.headers = {**input.headers, IDENTITY_HEADER: self._root.identity_header()}
+        input.headers = self._root.with_identity(input.headers)
         return super().start_local_activity(input)
 
 
