@@ -23,6 +23,19 @@ _EXPORTER = InMemorySpanExporter()
 _PROVIDERS: list[TracerProvider] = []
 
 
+class _WhileRecording(SimpleSpanProcessor):
+    """Exports only while a test of this module runs, so other tests' spans are not kept."""
+
+    recording = False
+
+    def on_end(self, span: ReadableSpan) -> None:
+        if self.recording:
+            super().on_end(span)
+
+
+_PROCESSOR = _WhileRecording(_EXPORTER)
+
+
 @pytest.fixture
 def spans() -> Iterator[InMemorySpanExporter]:
     """Finished spans of the global SDK provider, recorded in memory for one test."""
@@ -32,10 +45,12 @@ def spans() -> Iterator[InMemorySpanExporter]:
         provider = trace.get_tracer_provider()
     assert isinstance(provider, TracerProvider)
     if provider not in _PROVIDERS:
-        provider.add_span_processor(SimpleSpanProcessor(_EXPORTER))
+        provider.add_span_processor(_PROCESSOR)
         _PROVIDERS.append(provider)
     _EXPORTER.clear()
+    _PROCESSOR.recording = True
     yield _EXPORTER
+    _PROCESSOR.recording = False
     _EXPORTER.clear()
 
 

@@ -13,7 +13,8 @@ from contextlib import contextmanager
 from typing import overload
 
 from opentelemetry import trace
-from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.context import Context
+from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor, TracerProvider
 
 from otel_stigmer import _mute
 from otel_stigmer.events import WorkflowProgressEvent
@@ -58,6 +59,9 @@ class EventList(Sequence[WorkflowProgressEvent]):
         self, index: int | slice
     ) -> WorkflowProgressEvent | Sequence[WorkflowProgressEvent]:
         return self._snapshot()[index]
+
+    def __iter__(self) -> Iterator[WorkflowProgressEvent]:
+        return iter(self._snapshot())
 
     def __len__(self) -> int:
         return len(self._events)
@@ -248,6 +252,27 @@ class _RoutingSink:
         """Nothing to release."""
 
 
+class _WhileCapturing(SpanProcessor):
+    """Forwards to the capture processor only while a capture runs, so it costs nothing after."""
+
+    def __init__(self, inner: SpanProcessor) -> None:
+        self._inner = inner
+
+    def on_start(self, span: Span, parent_context: Context | None = None) -> None:
+        if _captures:
+            self._inner.on_start(span, parent_context)
+
+    def on_end(self, span: ReadableSpan) -> None:
+        if _captures:
+            self._inner.on_end(span)
+
+    def force_flush(self, timeout_millis: int = 30_000) -> bool:
+        return self._inner.force_flush(timeout_millis)
+
+    def shutdown(self) -> None:
+        self._inner.shutdown()
+
+
 def _install() -> None:
     # Imported here: the processor pulls in the delivery machinery, which only a capture needs.
     from otel_stigmer.processor import StigmerSpanProcessor  # noqa: PLC0415
@@ -257,7 +282,7 @@ def _install() -> None:
         if provider is None or provider in _installed:
             return
         provider.add_span_processor(
-            StigmerSpanProcessor(_RoutingSink(), synchronous=True, mutable=False)
+            _WhileCapturing(StigmerSpanProcessor(_RoutingSink(), synchronous=True, mutable=False))
         )
         _installed.add(provider)
 
