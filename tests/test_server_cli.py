@@ -18,11 +18,12 @@ import pytest
 
 import otel_stigmer
 from otel_stigmer._proto.ai.stigmer.workflow.runner.v1 import progress_pb2_grpc
-from otel_stigmer.events import WorkflowProgressEvent
+from otel_stigmer.events import ReportProgressBatchRequest, WorkflowProgressEvent
 from otel_stigmer.exceptions import ConfigError
 from otel_stigmer.server import ReceiverServer
 from otel_stigmer.server.cli import resolve_api_keys, serve_main
 from otel_stigmer.server.store import EventStore
+from otel_stigmer.testing import make_test_certificates
 
 CANARY = "canary-serve-key-91b2c4"
 REPO_ROOT = str(Path(otel_stigmer.__file__).resolve().parent.parent)
@@ -144,6 +145,30 @@ def test_serve_falls_back_to_the_client_key_variable(
     serve.proc.terminate()
     assert serve.proc.wait(timeout=30) == 0
     assert CANARY not in serve.text()
+
+
+def test_serve_with_tls_and_without_batches(tmp_path: Path, serve_factory: list[_Serve]) -> None:
+    """--tls-cert/--tls-key serve TLS to a client trusting the CA; --no-batch disables batches."""
+    certs = make_test_certificates(tmp_path / "certs")
+    args = ["--port", "0", "--db", str(tmp_path / "e.db"), "--no-batch"]
+    args += ["--tls-cert", str(certs.server_cert_path), "--tls-key", str(certs.server_key_path)]
+    serve = _Serve(args, _env(STIGMER_SERVER_API_KEYS=CANARY))
+    serve_factory.append(serve)
+    endpoint = serve.wait_for_line(re.compile(r"receiver listening on (\S+) \(tls")).group(1)
+    event = WorkflowProgressEvent(workflow_execution_id="x", event_type="workflow_started")
+    auth = (("authorization", f"Bearer {CANARY}"),)
+    credentials = grpc.ssl_channel_credentials(root_certificates=certs.ca_cert)
+    with grpc.secure_channel(endpoint, credentials) as channel:
+        stub = progress_pb2_grpc.WorkflowRunnerCommandControllerStub(channel)
+        assert stub.report_progress(event, metadata=auth, timeout=10).accepted
+        with pytest.raises(grpc.RpcError) as info:
+            stub.report_progress_batch(
+                ReportProgressBatchRequest(events=[event]), metadata=auth, timeout=10
+            )
+    assert isinstance(info.value, grpc.Call)
+    assert info.value.code() is grpc.StatusCode.UNIMPLEMENTED
+    serve.proc.terminate()
+    assert serve.proc.wait(timeout=30) == 0
 
 
 def test_serve_refuses_to_start_without_a_key(

@@ -60,7 +60,13 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="answer report_progress_batch with UNIMPLEMENTED, like an older receiver",
     )
-    parser.add_argument("--log-level", default="INFO", help="logging level (default INFO)")
+    parser.add_argument(
+        "--log-level",
+        default="INFO",
+        type=str.upper,
+        choices=["DEBUG", "INFO", "WARNING", "ERROR"],
+        help="logging level (default INFO)",
+    )
     return parser
 
 
@@ -108,7 +114,7 @@ def serve_main(argv: list[str] | None = None) -> int:
     """
     args = build_parser().parse_args(argv)
     logging.basicConfig(
-        level=str(args.log_level).upper(),
+        level=args.log_level,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
