@@ -453,3 +453,29 @@ def test_abandoned_async_generator_is_finalised_cleanly(
     assert (span.attributes or {}).get(conv.STATUS) == conv.CANCELLED
     assert span.status.status_code is StatusCode.UNSET
     assert not [r for r in caplog.records if r.levelno >= logging.WARNING]
+
+
+def test_instrumentation_failure_never_reaches_business_code(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """If the tracer breaks, the function still runs and returns; the error is only logged."""
+    from otel_stigmer import decorators  # noqa: PLC0415
+    from otel_stigmer._guard import RAISE_ENV  # noqa: PLC0415
+
+    def broken_tracer() -> trace.Tracer:
+        raise RuntimeError("tracer exploded")
+
+    monkeypatch.delenv(RAISE_ENV, raising=False)
+    monkeypatch.setattr(decorators, "_tracer", broken_tracer)
+
+    @task
+    def step() -> int:
+        return 1
+
+    @workflow
+    async def wf() -> int:
+        return step() + 1
+
+    with caplog.at_level(logging.ERROR, logger="otel_stigmer"):
+        assert asyncio.run(wf()) == 2
+    assert "could not start the span" in caplog.text
