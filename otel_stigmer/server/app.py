@@ -156,6 +156,7 @@ class ReceiverServer:
             cause = None
         if port == 0:
             server.stop(None)
+            self.stop(None)
             raise OSError(f"cannot bind the receiver to {address}: is the port in use?") from cause
         self._port = port
         server.start()
