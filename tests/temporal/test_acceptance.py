@@ -130,6 +130,16 @@ def test_replay_on_every_task_reports_each_event_once(harness: Harness) -> None:
     ]
 
 
+def test_retried_first_workflow_task_reports_one_start(harness: Harness) -> None:
+    """A first workflow task that fails and is retried (no replay) reports one start."""
+    handle = harness.start(["fail_first_task", "ok_step"])
+    events = harness.finish(handle)
+
+    history = harness.loop.run(handle.fetch_history())
+    assert any(e.HasField("workflow_task_failed_event_attributes") for e in history.events)
+    assert rows(events) == [STARTED, *task("ok_step"), COMPLETED]
+
+
 def test_activities_on_another_worker_process_are_ordered(harness: Harness) -> None:
     """Activities run by a second worker process share the execution id, in order."""
     script = Path(__file__).with_name("remote_worker.py")

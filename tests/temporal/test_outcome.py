@@ -21,6 +21,7 @@ from otel_stigmer.contrib.temporal import (
     from_workflow_id,
 )
 from otel_stigmer.contrib.temporal._identity import Identity, resolve_identity
+from otel_stigmer.contrib.temporal._once import OnceFilter
 from otel_stigmer.contrib.temporal._outcome import (
     AttemptFacts,
     activity_outcome,
@@ -159,3 +160,14 @@ def test_failing_resolver_falls_back_to_the_workflow_id(caplog: pytest.LogCaptur
 
     assert resolve_identity(broken, CONTEXT) == Identity("wf-1", "Ingest")
     assert "execution id resolver failed" in caplog.text
+
+
+def test_once_filter_reports_a_key_once_and_forgets_the_oldest() -> None:
+    """A key is new only the first time; beyond capacity the least recent is forgotten."""
+    once = OnceFilter(capacity=2)
+    assert once.first(("run-1", "workflow_started"))
+    assert not once.first(("run-1", "workflow_started"))
+    assert once.first(("run-2", "workflow_started"))
+    assert once.first(("run-3", "workflow_started"))
+    assert once.first(("run-1", "workflow_started"))
+    assert not once.first(("run-3", "workflow_started"))

@@ -24,6 +24,7 @@ from otel_stigmer.contrib.temporal._identity import (
     from_workflow_id,
     resolve_identity,
 )
+from otel_stigmer.contrib.temporal._once import OnceFilter
 from otel_stigmer.contrib.temporal._outcome import failure_summary
 from otel_stigmer.contrib.temporal._workflow import (
     MARKER_EXTERN,
@@ -72,6 +73,7 @@ class StigmerInterceptor(TracingInterceptor):
         super().__init__(tracer, always_create_workflow_spans=always_create_workflow_spans)
         self.stigmer_tracer = tracer or opentelemetry.trace.get_tracer(_SCOPE)
         self._resolver = execution_id or from_workflow_id()
+        self._reported = OnceFilter()
 
     def intercept_activity(
         self, next: temporalio.worker.ActivityInboundInterceptor
@@ -125,6 +127,8 @@ class StigmerInterceptor(TracingInterceptor):
         return self.text_map_propagator.extract(carrier, context=opentelemetry.context.Context())
 
     def _emit_marker(self, params: MarkerParams) -> None:
+        if not self._reported.first((params.run_id, params.event_type)):
+            return
         try:
             self._start_marker(params)
         except Exception:
