@@ -140,6 +140,15 @@ def test_retried_first_workflow_task_reports_one_start(harness: Harness) -> None
     assert rows(events) == [STARTED, *task("ok_step"), COMPLETED]
 
 
+def test_continue_as_new_goes_on_with_the_same_execution(harness: Harness) -> None:
+    """A run continued as new is one execution: one start, all tasks, one completion."""
+    handle = harness.start(["ok_step", "continue_as_new", "ok_step"])
+    events = harness.finish(handle)
+
+    assert rows(events) == [STARTED, *task("ok_step") * 2, COMPLETED]
+    assert len({e.metadata["temporal.run_id"] for e in events}) == 2
+
+
 def test_activities_on_another_worker_process_are_ordered(harness: Harness) -> None:
     """Activities run by a second worker process share the execution id, in order."""
     script = Path(__file__).with_name("remote_worker.py")

@@ -55,13 +55,19 @@ class StepsWorkflow:
 
     @workflow.run
     async def run(self, plan: list[str]) -> None:
-        """Run the plan: entries name activities; ``remote_step`` runs on the remote queue."""
+        """Run the plan: entries name activities; ``remote_step`` runs on the remote queue.
+
+        ``continue_as_new`` continues the rest of the plan in a new run;
+        ``fail_first_task`` fails the first workflow task once, as a bug would.
+        """
         # The first attempt of the first workflow task sees three history events.
         if "fail_first_task" in plan and workflow.info().get_current_history_length() <= 3:
             # Not a workflow failure: Temporal fails the task and retries it, without replay.
             raise RuntimeError("bug in the first workflow task")
         plan = [name for name in plan if name != "fail_first_task"]
         for index, name in enumerate(plan):
+            if name == "continue_as_new":
+                workflow.continue_as_new(plan[index + 1 :])
             await workflow.execute_activity(
                 name,
                 index,

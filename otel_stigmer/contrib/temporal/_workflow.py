@@ -77,8 +77,7 @@ class StigmerWorkflowInboundInterceptor(TracingWorkflowInboundInterceptor):
 
     async def execute_workflow(self, input: ExecuteWorkflowInput) -> Any:
         """Report the start, run the workflow, report how it ended."""
-        # A continued run is the same Stigmer execution going on, not a new start.
-        if temporalio.workflow.info().continued_run_id is None:
+        if not _continues_execution(temporalio.workflow.info()):
             self._report(EventType.WORKFLOW_STARTED)
         try:
             result = await super().execute_workflow(input)
@@ -182,6 +181,12 @@ def _execution_id_context(info: temporalio.workflow.Info) -> ExecutionIdContext:
         memo=memo,
         search_attributes=search_attributes,
     )
+
+
+def _continues_execution(info: temporalio.workflow.Info) -> bool:
+    # A run made by continue-as-new is the same Stigmer execution going on. Retry and cron
+    # runs are continued runs too, but their previous run already reported its outcome.
+    return info.continued_run_id is not None and info.attempt == 1 and not info.cron_schedule
 
 
 def _cancel_requested() -> bool:
