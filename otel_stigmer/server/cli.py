@@ -14,8 +14,11 @@ from types import FrameType
 
 from otel_stigmer.exceptions import ConfigError
 from otel_stigmer.server.app import ReceiverServer
+from otel_stigmer.server.auth import BearerKeyAuth
+from otel_stigmer.server.http import LiveHttpServer
 
 __all__ = [
+    "DEFAULT_HTTP_PORT",
     "ENV_SERVER_API_KEYS",
     "ENV_SERVICE_API_KEY",
     "build_parser",
@@ -30,6 +33,8 @@ ENV_SERVICE_API_KEY = "STIGMER_SERVICE_API_KEY"
 
 _log = logging.getLogger("otel_stigmer.server")
 _PROG = "otel-stigmer serve"
+#: Port of the live page when ``--http-port`` is not given.
+DEFAULT_HTTP_PORT = 8080
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -67,6 +72,16 @@ def build_parser() -> argparse.ArgumentParser:
         choices=["DEBUG", "INFO", "WARNING", "ERROR"],
         help="logging level (default INFO)",
     )
+    parser.add_argument(
+        "--http-port",
+        type=int,
+        default=None,
+        help=f"port of the live page and JSON/SSE API, 0 for any (default {DEFAULT_HTTP_PORT})",
+    )
+    parser.add_argument(
+        "--http-host", default=None, metavar="HOST", help="interface of the HTTP side (--host)"
+    )
+    parser.add_argument("--no-http", action="store_true", help="serve gRPC only, no live page")
     return parser
 
 
@@ -105,6 +120,40 @@ def _read_tls(cert: Path | None, key: Path | None) -> tuple[bytes | None, bytes 
     return _read_pem(cert, "--tls-cert"), _read_pem(key, "--tls-key")
 
 
+def _start_http(
+    args: argparse.Namespace, server: ReceiverServer, keys: list[str]
+) -> LiveHttpServer | None:
+    """Start the live page next to the gRPC receiver, or return None when it is off.
+
+    Raises:
+        OSError: An explicitly requested ``--http-port`` cannot be bound.
+    """
+    if args.no_http:
+        return None
+    port = DEFAULT_HTTP_PORT if args.http_port is None else args.http_port
+    http = LiveHttpServer(
+        server.store,
+        BearerKeyAuth(keys),
+        host=args.http_host or args.host,
+        port=port,
+        tls_cert_file=args.tls_cert,
+        tls_key_file=args.tls_key,
+    )
+    try:
+        http.start()
+    except OSError as exc:
+        if args.http_port is not None:
+            raise OSError(f"cannot bind the live page to port {port}: {exc.strerror}") from exc
+        # The default port being taken must not cost the gRPC side.
+        _log.warning(
+            "live page not started: port %d is in use; pass --http-port 0 for any free port",
+            port,
+        )
+        return None
+    _log.info("live page on %s (log in with an API key)", http.url)
+    return http
+
+
 def serve_main(argv: list[str] | None = None) -> int:
     """Run ``otel-stigmer serve`` with ``argv`` (default: ``sys.argv[1:]``).
 
@@ -135,6 +184,7 @@ def serve_main(argv: list[str] | None = None) -> int:
         return 2
     try:
         server.start()
+        http = _start_http(args, server, keys)
     except OSError as exc:
         server.stop(None)
         print(f"{_PROG}: error: {exc}", file=sys.stderr)
@@ -161,6 +211,8 @@ def serve_main(argv: list[str] | None = None) -> int:
             pass
         _log.info("stopping receiver on %s", server.endpoint)
     finally:
+        if http is not None:
+            http.stop()
         server.stop(grace=2.0)
         for sig, handler in previous.items():
             signal.signal(sig, handler)

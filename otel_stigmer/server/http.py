@@ -1,0 +1,456 @@
+"""The receiver's HTTP side: a live page, a JSON API and Server-Sent Events over the event store.
+
+Routes (all but the login ones need the API key as ``Authorization: Bearer <key>``, or
+the session cookie set by logging in):
+
+- ``GET /``: the live page (a login form when not logged in);
+- ``POST /login`` (form field ``key``), ``GET /login?token=<one-time token>``, ``POST /logout``;
+- ``GET /api/executions``: execution summaries, in order of first arrival;
+- ``GET /api/executions/{id}/events``: one execution's events, in sequence order;
+- ``GET /api/executions/{id}/stream`` and ``GET /api/stream`` (all executions): SSE, one
+  ``data:`` JSON event per message with the store's arrival id as ``id:``, resumable with
+  ``Last-Event-ID`` (or ``?after=<id>``), keep-alive comments in between.
+
+Only the standard library is used (``http.server.ThreadingHTTPServer``).
+"""
+
+from __future__ import annotations
+
+import html
+import json
+import logging
+import os
+import secrets
+import socket
+import ssl
+import threading
+import urllib.parse
+from collections.abc import Callable
+from http import HTTPStatus
+from http.cookies import CookieError, SimpleCookie
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from importlib import resources
+from types import TracebackType
+from typing import Any
+
+from otel_stigmer.server.app import format_endpoint
+from otel_stigmer.server.auth import BearerKeyAuth
+from otel_stigmer.server.json_view import event_to_json, execution_to_json
+from otel_stigmer.server.sessions import SessionStore
+from otel_stigmer.server.store import EventStore, StoreClosedError
+
+__all__ = ["SESSION_COOKIE", "LiveHttpServer"]
+
+_log = logging.getLogger(__name__)
+
+#: Name of the session cookie (HttpOnly, SameSite=Strict; holds a random token, never the key).
+SESSION_COOKIE = "stigmer_session"
+
+_WILDCARDS = {"0.0.0.0": "127.0.0.1", "::": "::1", "": "127.0.0.1"}  # noqa: S104 - mapping only
+_MAX_FORM_BYTES = 4096
+_STREAM_BATCH = 500
+_WAIT_SLICE = 0.5
+_HTML_CSP = (
+    "default-src 'none'; script-src 'nonce-{nonce}'; style-src 'nonce-{nonce}'; "
+    "connect-src 'self'; form-action 'self'; base-uri 'none'; frame-ancestors 'none'"
+)
+
+
+def _static(name: str) -> str:
+    return (
+        resources.files("otel_stigmer.server").joinpath("static").joinpath(name).read_text("utf-8")
+    )
+
+
+class LiveHttpServer:
+    """Serves the live page and the JSON / SSE API of one :class:`EventStore`.
+
+    Args:
+        store: The event store the gRPC receiver writes into (shared, so live readers wake
+            up as soon as an event is stored).
+        auth: The receiver's key check.
+        host: Interface to bind.
+        port: Port to bind; 0 picks a free one.
+        tls_cert_file: PEM certificate chain to serve HTTPS with; needs ``tls_key_file``.
+        tls_key_file: Private key of ``tls_cert_file``.
+        keepalive: Seconds between SSE keep-alive comments.
+    """
+
+    def __init__(
+        self,
+        store: EventStore,
+        auth: BearerKeyAuth,
+        *,
+        host: str = "127.0.0.1",
+        port: int = 8080,
+        tls_cert_file: str | os.PathLike[str] | None = None,
+        tls_key_file: str | os.PathLike[str] | None = None,
+        keepalive: float = 15.0,
+    ) -> None:
+        self.store = store
+        self.auth = auth
+        self.sessions = SessionStore()
+        self.keepalive = keepalive
+        self.stopping = threading.Event()
+        self._host = host
+        self._requested_port = port
+        self._tls_files = (tls_cert_file, tls_key_file)
+        self._httpd: ThreadingHTTPServer | None = None
+        self._thread: threading.Thread | None = None
+
+    def __repr__(self) -> str:
+        state = "running" if self._httpd is not None else "stopped"
+        return f"LiveHttpServer(url={self.url!r}, {state})"
+
+    @property
+    def tls(self) -> bool:
+        """True when serving HTTPS."""
+        return self._tls_files[0] is not None
+
+    @property
+    def port(self) -> int:
+        """The bound port (the picked one once started with port 0)."""
+        if self._httpd is not None:
+            return int(self._httpd.server_address[1])
+        return self._requested_port
+
+    @property
+    def url(self) -> str:
+        """The page's base URL, e.g. ``http://127.0.0.1:8080/`` (wildcard hosts as loopback)."""
+        scheme = "https" if self.tls else "http"
+        host = _WILDCARDS.get(self._host, self._host)
+        return f"{scheme}://{format_endpoint(host, self.port)}/"
+
+    def login_url(self) -> str:
+        """Return a one-time link that logs a browser in without typing the key."""
+        token = self.sessions.issue_login_token()
+        return f"{self.url}login?token={token}"
+
+    def start(self) -> LiveHttpServer:
+        """Bind and serve on a background thread; returns self.
+
+        Raises:
+            OSError: The address cannot be bound.
+            ConfigError: Only one of the TLS files is given.
+        """
+        if self._httpd is not None:
+            return self
+        cert, key = self._tls_files
+        if (cert is None) != (key is None):
+            from otel_stigmer.exceptions import ConfigError  # noqa: PLC0415 - error path only
+
+            raise ConfigError("HTTPS needs both a certificate and its key, or neither")
+        self.stopping.clear()
+        httpd = _Server(
+            (self._host, self._requested_port), _handler_for(self), ipv6=":" in self._host
+        )
+        if cert is not None and key is not None:
+            context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+            context.load_cert_chain(os.fspath(cert), os.fspath(key))
+            httpd.socket = context.wrap_socket(httpd.socket, server_side=True)
+        self._httpd = httpd
+        self._thread = threading.Thread(
+            target=httpd.serve_forever, kwargs={"poll_interval": 0.2}, name="stigmer-http"
+        )
+        self._thread.start()
+        _log.debug("live page on %s", self.url)
+        return self
+
+    def stop(self) -> None:
+        """Stop serving; open streams end within half a second."""
+        httpd, self._httpd = self._httpd, None
+        if httpd is None:
+            return
+        self._requested_port = int(httpd.server_address[1])
+        self.stopping.set()
+        httpd.shutdown()
+        httpd.server_close()  # joins the request threads, streams included
+        if self._thread is not None:
+            self._thread.join()
+            self._thread = None
+
+    def __enter__(self) -> LiveHttpServer:
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+
+class _Server(ThreadingHTTPServer):
+    # Request threads are joined at close, so no stream outlives the server.
+    daemon_threads = False
+    block_on_close = True
+
+    def __init__(
+        self,
+        address: tuple[str, int],
+        handler: type[BaseHTTPRequestHandler],
+        *,
+        ipv6: bool,
+    ) -> None:
+        if ipv6:
+            self.address_family = socket.AF_INET6
+        super().__init__(address, handler)
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        _log.debug("HTTP request from %s failed", client_address, exc_info=True)
+
+
+def _handler_for(app: LiveHttpServer) -> type[BaseHTTPRequestHandler]:
+    class Handler(_Handler):
+        pass
+
+    Handler.app = app
+    return Handler
+
+
+class _Handler(BaseHTTPRequestHandler):
+    app: LiveHttpServer
+    server_version = "otel-stigmer"
+    sys_version = ""
+    # A client that stops reading cannot pin a thread forever.
+    timeout = 30
+
+    def log_message(self, format: str, *args: Any) -> None:
+        # Paths never carry the key (logins are POSTed); one-time tokens are cut off.
+        _log.debug("%s %s", self.address_string(), (format % args).split("?", 1)[0])
+
+    # -- routing -------------------------------------------------------------------
+
+    def do_GET(self) -> None:
+        """Route GET requests."""
+        url = urllib.parse.urlsplit(self.path)
+        path = url.path
+        query = urllib.parse.parse_qs(url.query)
+        if path == "/login":
+            self._login_with_token(query.get("token", [""])[0])
+            return
+        if not self._authenticated():
+            if path in ("/", "/index.html"):
+                self._login_page(HTTPStatus.UNAUTHORIZED, "")
+            else:
+                self._json_error(HTTPStatus.UNAUTHORIZED, "authentication required")
+            return
+        route: dict[str, Callable[[], None]] = {
+            "/": self._page,
+            "/index.html": self._page,
+            "/api/executions": self._executions,
+            "/api/stream": lambda: self._stream(None, query),
+        }
+        handler = route.get(path)
+        if handler is not None:
+            handler()
+            return
+        parts = path.split("/")
+        if len(parts) == 5 and parts[:3] == ["", "api", "executions"] and parts[3]:
+            execution_id = urllib.parse.unquote(parts[3])
+            if parts[4] == "events":
+                self._events(execution_id)
+                return
+            if parts[4] == "stream":
+                self._stream(execution_id, query)
+                return
+        self._json_error(HTTPStatus.NOT_FOUND, "no such resource")
+
+    def do_POST(self) -> None:
+        """Route POST requests (login and logout)."""
+        path = urllib.parse.urlsplit(self.path).path
+        if not self._same_origin():
+            self._json_error(HTTPStatus.FORBIDDEN, "cross-origin form rejected")
+            return
+        if path == "/login":
+            self._login_with_key()
+        elif path == "/logout":
+            self.app.sessions.close_session(self._cookie())
+            self._redirect("/", clear_cookie=True)
+        else:
+            self._json_error(HTTPStatus.NOT_FOUND, "no such resource")
+
+    # -- authentication ------------------------------------------------------------
+
+    def _cookie(self) -> str | None:
+        raw = self.headers.get("Cookie")
+        if not raw:
+            return None
+        cookie: SimpleCookie = SimpleCookie()
+        try:
+            cookie.load(raw)
+        except CookieError:
+            return None
+        morsel = cookie.get(SESSION_COOKIE)
+        return morsel.value if morsel is not None else None
+
+    def _authenticated(self) -> bool:
+        header = self.headers.get("Authorization")
+        if header is not None:
+            return self.app.auth.check([("authorization", header)]) is None
+        return self.app.sessions.is_valid(self._cookie())
+
+    def _same_origin(self) -> bool:
+        origin = self.headers.get("Origin")
+        if origin is None or origin == "null":
+            return origin is None
+        return urllib.parse.urlsplit(origin).netloc == self.headers.get("Host", "")
+
+    def _login_with_key(self) -> None:
+        try:
+            length = int(self.headers.get("Content-Length", "0"))
+        except ValueError:
+            length = -1
+        if not 0 <= length <= _MAX_FORM_BYTES:
+            self._json_error(HTTPStatus.REQUEST_ENTITY_TOO_LARGE, "login form too large")
+            return
+        form = urllib.parse.parse_qs(self.rfile.read(length).decode("utf-8", "replace"))
+        key = form.get("key", [""])[0].strip()
+        if key and self.app.auth.check([("authorization", f"Bearer {key}")]) is None:
+            self._start_session()
+            return
+        self._login_page(HTTPStatus.UNAUTHORIZED, "That key was not accepted. Try again.")
+
+    def _login_with_token(self, token: str) -> None:
+        if self.app.sessions.redeem_login_token(token):
+            self._start_session()
+            return
+        self._login_page(
+            HTTPStatus.UNAUTHORIZED,
+            "That login link has expired or was already used. Log in with the API key.",
+        )
+
+    def _start_session(self) -> None:
+        token = self.app.sessions.open_session()
+        self._redirect("/", session=token)
+
+    # -- responses -----------------------------------------------------------------
+
+    def _common_headers(self) -> None:
+        self.send_header("Cache-Control", "no-store")
+        self.send_header("X-Content-Type-Options", "nosniff")
+        self.send_header("Referrer-Policy", "no-referrer")
+
+    def _redirect(
+        self, location: str, *, session: str | None = None, clear_cookie: bool = False
+    ) -> None:
+        self.send_response(HTTPStatus.SEE_OTHER)
+        self._common_headers()
+        self.send_header("Location", location)
+        secure = "; Secure" if self.app.tls else ""
+        if session is not None:
+            self.send_header(
+                "Set-Cookie",
+                f"{SESSION_COOKIE}={session}; Path=/; HttpOnly; SameSite=Strict{secure}",
+            )
+        elif clear_cookie:
+            self.send_header(
+                "Set-Cookie",
+                f"{SESSION_COOKIE}=; Path=/; Max-Age=0; HttpOnly; SameSite=Strict{secure}",
+            )
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+    def _html(self, status: HTTPStatus, template: str, message: str = "") -> None:
+        nonce = secrets.token_urlsafe(16)
+        body = (
+            template.replace("{{NONCE}}", nonce)
+            .replace("{{MESSAGE}}", html.escape(message))
+            .encode("utf-8")
+        )
+        self.send_response(status)
+        self._common_headers()
+        self.send_header("Content-Type", "text/html; charset=utf-8")
+        self.send_header("Content-Security-Policy", _HTML_CSP.format(nonce=nonce))
+        self.send_header("X-Frame-Options", "DENY")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def _login_page(self, status: HTTPStatus, message: str) -> None:
+        self._html(status, _static("login.html"), message)
+
+    def _page(self) -> None:
+        self._html(HTTPStatus.OK, _static("index.html"))
+
+    def _json(self, status: HTTPStatus, payload: object) -> None:
+        body = json.dumps(payload, separators=(",", ":")).encode("utf-8")
+        self.send_response(status)
+        self._common_headers()
+        self.send_header("Content-Type", "application/json; charset=utf-8")
+        if status == HTTPStatus.UNAUTHORIZED:
+            self.send_header("WWW-Authenticate", 'Bearer realm="otel-stigmer"')
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def _json_error(self, status: HTTPStatus, message: str) -> None:
+        self._json(status, {"error": message})
+
+    def _executions(self) -> None:
+        try:
+            summaries = self.app.store.executions()
+        except StoreClosedError:
+            self._json_error(HTTPStatus.SERVICE_UNAVAILABLE, "receiver is shutting down")
+            return
+        self._json(HTTPStatus.OK, [execution_to_json(s) for s in summaries])
+
+    def _events(self, execution_id: str) -> None:
+        try:
+            events = self.app.store.events(execution_id)
+        except StoreClosedError:
+            self._json_error(HTTPStatus.SERVICE_UNAVAILABLE, "receiver is shutting down")
+            return
+        if not events:
+            self._json_error(HTTPStatus.NOT_FOUND, "no events for this execution")
+            return
+        self._json(HTTPStatus.OK, [event_to_json(e) for e in events])
+
+    def _stream(self, execution_id: str | None, query: dict[str, list[str]]) -> None:
+        resume = self.headers.get("Last-Event-ID") or query.get("after", ["0"])[0]
+        try:
+            last = max(0, int(resume))
+        except ValueError:
+            self._json_error(HTTPStatus.BAD_REQUEST, "Last-Event-ID must be an arrival id")
+            return
+        self.send_response(HTTPStatus.OK)
+        self._common_headers()
+        self.send_header("Content-Type", "text/event-stream; charset=utf-8")
+        self.send_header("X-Accel-Buffering", "no")
+        self.end_headers()
+        try:
+            self._pump(execution_id, last)
+        except (BrokenPipeError, ConnectionResetError, TimeoutError, ssl.SSLError):
+            _log.debug("SSE client %s went away", self.address_string())
+        except StoreClosedError:
+            _log.debug("store closed under an SSE stream")
+
+    def _pump(self, execution_id: str | None, last: int) -> None:
+        app = self.app
+        store = app.store
+        self._send("retry: 1000\n\n")
+        idle = 0.0
+        while not app.stopping.is_set():
+            batch = store.events_since(last, limit=_STREAM_BATCH)
+            chunks = []
+            for rowid, event in batch:
+                last = rowid
+                if execution_id is not None and event.workflow_execution_id != execution_id:
+                    continue
+                data = json.dumps(event_to_json(event, rowid), separators=(",", ":"))
+                chunks.append(f"id: {rowid}\ndata: {data}\n\n")
+            if chunks:
+                self._send("".join(chunks))
+                idle = 0.0
+            if len(batch) == _STREAM_BATCH:
+                continue
+            if store.wait_for_change(last, _WAIT_SLICE) <= last:
+                idle += _WAIT_SLICE
+                if idle >= app.keepalive:
+                    self._send(": keep-alive\n\n")
+                    idle = 0.0
+
+    def _send(self, text: str) -> None:
+        self.wfile.write(text.encode("utf-8"))
+        self.wfile.flush()
