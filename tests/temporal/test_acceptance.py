@@ -10,7 +10,6 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
-from temporalio.client import Client
 
 from otel_stigmer import WorkflowProgressEvent
 from otel_stigmer.contrib.temporal import StigmerInterceptor, from_memo
@@ -188,23 +187,28 @@ def test_activities_on_another_worker_process_are_ordered(harness: Harness) -> N
     assert CANARY_KEY not in out + err
 
 
-def test_execution_id_from_a_memo_field_reaches_the_activities(harness: Harness) -> None:
-    """With from_memo, the workflow and its activities report under the memo's execution id."""
+def test_worker_interceptor_with_memo_execution_id(harness: Harness) -> None:
+    """On the worker alone, with from_memo: the run and its tasks use the memo's id."""
     interceptor = StigmerInterceptor(
         harness.tracer_provider.get_tracer("tests.temporal"),
         execution_id=from_memo("stigmer_execution_id"),
     )
     loop = harness.loop
-    client = loop.run(Client.connect(harness.address, interceptors=[interceptor]))
     queue = f"memo-{uuid.uuid4().hex[:8]}"
     execution_id = f"exec-{uuid.uuid4().hex[:8]}"
     worker = loop.run(
-        new_worker(client, task_queue=queue, workflows=[StepsWorkflow], activities=LOCAL_ACTIVITIES)
+        new_worker(
+            harness.plain_client,
+            task_queue=queue,
+            workflows=[StepsWorkflow],
+            activities=LOCAL_ACTIVITIES,
+            interceptors=[interceptor],
+        )
     )
     running = loop.submit(worker.run())
     try:
         handle = loop.run(
-            client.start_workflow(
+            harness.plain_client.start_workflow(
                 StepsWorkflow.run,
                 ["ok_step"],
                 id=f"memo-{uuid.uuid4().hex[:8]}",
