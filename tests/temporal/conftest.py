@@ -91,18 +91,28 @@ class Harness:
             )
         )
 
-    def finish(self, handle: WorkflowHandle[Any, Any]) -> list[WorkflowProgressEvent]:
-        """Wait for the run to end, then return its events once its end is reported."""
+    def finish(
+        self, handle: WorkflowHandle[Any, Any], *, count: int = 0
+    ) -> list[WorkflowProgressEvent]:
+        """Wait for the run to end, then return its events once its end is reported.
+
+        Args:
+            handle: The run.
+            count: Also wait for this many events (events from other processes may
+                arrive after the end).
+        """
         # Failing and cancelled runs are cases under test: their outcome is in the events.
         with contextlib.suppress(Exception):
             self.loop.run(handle.result(), timeout=60)
-        return self.events_until_end(handle.id)
+        return self.events_until_end(handle.id, count=count)
 
-    def events_until_end(self, execution_id: str) -> list[WorkflowProgressEvent]:
-        """The execution's events once its ``workflow_*`` outcome has been stored."""
+    def events_until_end(self, execution_id: str, *, count: int = 0) -> list[WorkflowProgressEvent]:
+        """The execution's events once its outcome (and ``count`` events) are stored."""
         self.pipeline.force_flush(10_000)
         return self.receiver.wait_for_events(
-            lambda events: any(e.event_type in _WORKFLOW_END for e in events),
+            lambda events: (
+                len(events) >= count and any(e.event_type in _WORKFLOW_END for e in events)
+            ),
             execution_id=execution_id,
             timeout=20,
         )

@@ -167,14 +167,15 @@ def test_activities_on_another_worker_process_are_ordered(harness: Harness) -> N
         try:
             assert ready.strip() == "ready", proc.stderr.read()
             plan = ["ok_step", "remote_step", "ok_step", "remote_step"]
+            expected = [STARTED, *(row for name in plan for row in task(name)), COMPLETED]
             handle = harness.start(plan)
-            events = harness.finish(handle)
+            events = harness.finish(handle, count=len(expected))
         finally:
             # Closing its standard input (communicate does) stops the remote worker.
             out, err = proc.communicate(timeout=30)
 
     assert proc.returncode == 0, err
-    assert rows(events) == [STARTED, *(row for name in plan for row in task(name)), COMPLETED]
+    assert rows(events) == expected
     assert {e.workflow_execution_id for e in events} == {handle.id}
     queues = [e.metadata["temporal.task_queue"] for e in events if e.task_name]
     assert (
