@@ -29,7 +29,7 @@ from otel_stigmer.exceptions import CallbackError
 from otel_stigmer.mapping import SpanLike, ended_events, started_events
 from otel_stigmer.retry import RetryPolicy
 from otel_stigmer.sequencing import Sequencer
-from otel_stigmer.sinks import EventSink
+from otel_stigmer.sinks import EventSink, PartialDeliveryError
 
 __all__ = ["DEFAULT_MAX_BATCH_SIZE", "DEFAULT_MAX_QUEUE_SIZE", "DeliveryStats", "Sender", "Spool"]
 
@@ -347,6 +347,9 @@ class Sender:
             size += event_size
         try:
             rejected = self._sink.send(batch) or ()
+        except PartialDeliveryError as error:
+            self._forget_delivered(batch, error.delivered_ids)
+            return error
         except CallbackError as error:
             return error
         except Exception as error:  # a broken sink is treated like an unavailable receiver
@@ -363,6 +366,18 @@ class Sender:
         self._stats.sent += len(batch) - len(rejected_ids)
         self._settle(batch)
         return None
+
+    def _forget_delivered(
+        self, batch: list[WorkflowProgressEvent], delivered_ids: frozenset[str]
+    ) -> None:
+        # The batch is the head of the outbox; keep its undelivered events there, in order.
+        head = [self._outbox.popleft() for _ in batch]
+        self._outbox.extendleft(
+            reversed([item for item in head if item[0].event_id not in delivered_ids])
+        )
+        delivered = [event for event in batch if event.event_id in delivered_ids]
+        self._stats.sent += len(delivered)
+        self._settle(delivered)
 
     def _back_off(self, error: CallbackError, failures: int) -> None:
         self._stats.failed_calls += 1

@@ -17,6 +17,7 @@ from otel_stigmer.processor import StigmerSpanProcessor
 
 if TYPE_CHECKING:
     from otel_stigmer.config import StigmerConfig
+    from otel_stigmer.retry import RetryPolicy
     from otel_stigmer.sinks import EventSink
 
 __all__ = ["StigmerPipeline", "configure"]
@@ -53,6 +54,7 @@ def configure(
     *,
     tracer_provider: TracerProvider | None = None,
     sink: EventSink | None = None,
+    retry_policy: RetryPolicy | None = None,
 ) -> StigmerPipeline:
     """Report workflow and task spans to the Stigmer Service.
 
@@ -67,6 +69,7 @@ def configure(
         config: Connection settings; read from the environment when omitted.
         tracer_provider: The SDK provider to attach to.
         sink: Deliver somewhere else than the Stigmer Service (e.g. an in-memory sink).
+        retry_policy: Backoff between failed deliveries (the pipeline's default when omitted).
     """
     with _lock:
         provider = tracer_provider or _global_sdk_provider()
@@ -77,7 +80,7 @@ def configure(
             from otel_stigmer.config import StigmerConfig  # noqa: PLC0415 - avoid a cycle
 
             config = StigmerConfig.from_env()
-        processor = StigmerSpanProcessor(sink, config=config)
+        processor = StigmerSpanProcessor(sink, config=config, retry_policy=retry_policy)
         provider.add_span_processor(processor)
         pipeline = StigmerPipeline(processor, provider)
         _pipelines[provider] = pipeline

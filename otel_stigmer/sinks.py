@@ -17,7 +17,7 @@ if TYPE_CHECKING:
     from otel_stigmer.client import CallbackClient
     from otel_stigmer.config import StigmerConfig
 
-__all__ = ["EventSink", "GrpcSink", "MemorySink"]
+__all__ = ["EventSink", "GrpcSink", "MemorySink", "PartialDeliveryError"]
 
 _log = logging.getLogger(__name__)
 
@@ -39,6 +39,21 @@ class EventSink(Protocol):
 
     def close(self) -> None:
         """Release resources; called once at pipeline shutdown."""
+
+
+class PartialDeliveryError(CallbackError):
+    """Some events of a ``send`` were delivered and others failed with a retryable error.
+
+    The pipeline forgets the delivered ones and retries only the rest, so a receiver that
+    refuses a share of unary calls cannot keep a whole batch from ever completing.
+
+    Attributes:
+        delivered_ids: Event ids the receiver acknowledged.
+    """
+
+    def __init__(self, error: CallbackError, delivered_ids: frozenset[str]) -> None:
+        super().__init__(error.code, error.details, retry_delay=error.retry_delay)
+        self.delivered_ids = delivered_ids
 
 
 class MemorySink:
@@ -103,7 +118,12 @@ class GrpcSink:
             None,
         )
         if retryable is not None:
-            raise retryable
+            delivered = frozenset(
+                event.event_id
+                for event, failure in zip(events, failures, strict=True)
+                if failure is None
+            )
+            raise PartialDeliveryError(retryable, delivered)
         return rejected
 
     def close(self) -> None:

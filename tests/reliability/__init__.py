@@ -1,0 +1,1 @@
+"""Reliability, durability and security: faults, memory, spool, auth, hostile input."""
