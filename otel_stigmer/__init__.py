@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from otel_stigmer.client import CallbackClient
 from otel_stigmer.config import StigmerConfig
+from otel_stigmer.decorators import new_execution_id, task, workflow
 from otel_stigmer.delivery import DeliveryStats
 from otel_stigmer.events import (
     ErrorDetails,
@@ -38,6 +39,9 @@ __all__ = [
     "WorkflowProgressEvent",
     "configure",
     "new_error_progress_event",
+    "new_execution_id",
     "new_progress_event",
     "new_task_progress_event",
+    "task",
+    "workflow",
 ]

@@ -89,10 +89,9 @@ class StigmerSpanProcessor(SpanProcessor):
             _inherit_workflow(span, parent_context)
             if conv.WORKFLOW_EXECUTION_ID not in attributes:
                 return  # a task outside any workflow stays a plain span
-        if self._mutable and _mute.muted():
-            return
-        terminal = is_marker and attributes.get(conv.EVENT_TYPE) in TERMINAL_EVENT_TYPES
-        self.sender.submit(START, span, terminal)
+        if is_marker or (self._mutable and _mute.muted()):
+            return  # a marker span is reported when it ends, with its exception recorded
+        self.sender.submit(START, span, False)
 
     @swallow_errors(None)
     def on_end(self, span: ReadableSpan) -> None:
@@ -100,9 +99,11 @@ class StigmerSpanProcessor(SpanProcessor):
         attributes = span.attributes
         if not attributes or conv.WORKFLOW_EXECUTION_ID not in attributes:
             return
-        if conv.EVENT_TYPE in attributes:
-            return
         if self._mutable and _mute.muted():
+            return
+        if conv.EVENT_TYPE in attributes:
+            terminal = attributes.get(conv.EVENT_TYPE) in TERMINAL_EVENT_TYPES
+            self.sender.submit(START, span, terminal)  # a marker is one event, mapped as a start
             return
         self.sender.submit(END, span, True)
 
