@@ -1,0 +1,255 @@
+"""``otel-stigmer tail [EXECUTION_ID]``: follow a receiver's progress events in the terminal.
+
+Reads the Server-Sent Events stream of a receiver's HTTP side (``otel-stigmer serve``),
+authenticated with the API key, and reconnects where it left off (``Last-Event-ID``)
+when the connection drops.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import ssl
+import sys
+import threading
+import urllib.error
+import urllib.parse
+import urllib.request
+from collections.abc import Iterator
+from http.client import HTTPResponse
+from typing import IO
+
+from otel_stigmer.cli._render import ProgressView, Terminal, use_color
+from otel_stigmer.config import ENV_API_KEY, ENV_API_KEY_FILE, ENV_CA_FILE
+from otel_stigmer.events import WorkflowProgressEvent
+from otel_stigmer.exceptions import ConfigError
+from otel_stigmer.server.json_view import event_from_json
+
+__all__ = ["build_parser", "tail_main"]
+
+_PROG = "otel-stigmer tail"
+_DEFAULT_URL = "http://127.0.0.1:8080"
+_RECONNECT_DELAY = 1.0
+
+
+class _AuthError(Exception):
+    """The receiver refused the key."""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """Return the argument parser of ``otel-stigmer tail``."""
+    parser = argparse.ArgumentParser(
+        prog=_PROG,
+        description=(
+            "Follow progress events live from a receiver's HTTP side. With EXECUTION_ID, "
+            "follow that execution and exit when its workflow ends (0 completed, 1 failed "
+            "or cancelled); without, follow every execution until Ctrl-C."
+        ),
+        epilog=(
+            f"The API key comes from {ENV_API_KEY} (or {ENV_API_KEY_FILE}); an https URL "
+            f"signed by a private CA needs --ca-file or {ENV_CA_FILE}."
+        ),
+    )
+    parser.add_argument("execution_id", nargs="?", metavar="EXECUTION_ID")
+    parser.add_argument(
+        "--url", default=_DEFAULT_URL, help=f"the receiver's live page (default {_DEFAULT_URL})"
+    )
+    parser.add_argument("--ca-file", metavar="PEM", help="CA bundle to trust for an https URL")
+    parser.add_argument(
+        "--no-follow", action="store_true", help="print the events stored so far and exit"
+    )
+    parser.add_argument("--no-color", action="store_true", help="plain output, no ANSI colors")
+    parser.add_argument(
+        "--timeout",
+        type=float,
+        default=30.0,
+        metavar="SECONDS",
+        help="how long a connection may stay silent (default 30; the server pings every 15)",
+    )
+    return parser
+
+
+def _api_key() -> str:
+    key = os.environ.get(ENV_API_KEY, "").strip()
+    if key:
+        return key
+    path = os.environ.get(ENV_API_KEY_FILE, "").strip()
+    if path:
+        try:
+            with open(path, encoding="ascii") as handle:
+                key = handle.read().strip()
+        except (OSError, UnicodeDecodeError) as exc:
+            raise ConfigError(
+                f"{ENV_API_KEY_FILE}={path!r}: cannot read the API key file ({exc}). "
+                "Fix: point it at a readable file that holds the key."
+            ) from None
+        if key:
+            return key
+    raise ConfigError(
+        f"{ENV_API_KEY} is not set. Fix: set it (or {ENV_API_KEY_FILE}) to one of the "
+        "receiver's API keys."
+    )
+
+
+class _Client:
+    """GETs from the receiver's HTTP side with the bearer key."""
+
+    def __init__(self, base_url: str, key: str, ca_file: str | None, timeout: float) -> None:
+        parts = urllib.parse.urlsplit(base_url)
+        if parts.scheme not in ("http", "https") or not parts.netloc:
+            raise ConfigError(
+                f"--url {base_url!r}: not an http(s) URL. Fix: pass the live page's address, "
+                f"e.g. {_DEFAULT_URL}"
+            )
+        self._base = base_url.rstrip("/")
+        self._key = key
+        self._timeout = timeout
+        self._context = (
+            ssl.create_default_context(cafile=ca_file) if parts.scheme == "https" else None
+        )
+
+    def open(self, path: str, last_id: int = 0) -> HTTPResponse:
+        headers = {"Authorization": f"Bearer {self._key}", "Accept": "text/event-stream"}
+        if last_id:
+            headers["Last-Event-ID"] = str(last_id)
+        request = urllib.request.Request(self._base + path, headers=headers)  # noqa: S310 - scheme checked
+        try:
+            response: HTTPResponse = urllib.request.urlopen(  # noqa: S310 - scheme checked
+                request, timeout=self._timeout, context=self._context
+            )
+        except urllib.error.HTTPError as exc:
+            exc.close()
+            if exc.code == 401:
+                raise _AuthError from None
+            raise
+        return response
+
+    def get_json(self, path: str) -> object:
+        with self.open(path) as response:
+            return json.loads(response.read().decode("utf-8"))
+
+
+def _sse(response: HTTPResponse) -> Iterator[tuple[int, str]]:
+    """Yield ``(id, data)`` of each SSE message; comments and other fields are skipped."""
+    event_id, data = 0, list[str]()
+    for raw in response:
+        line = raw.decode("utf-8").rstrip("\r\n")
+        if not line:
+            if data:
+                yield event_id, "\n".join(data)
+            data = []
+        elif line.startswith("data:"):
+            data.append(line[5:].removeprefix(" "))
+        elif line.startswith("id:"):
+            text = line[3:].strip()
+            event_id = int(text) if text.isdigit() else event_id
+
+
+def _print(view: ProgressView, terminal: Terminal, event: WorkflowProgressEvent) -> None:
+    terminal.print(view.feed(event))
+    terminal.status(view.bar(event.workflow_execution_id))
+
+
+def _stored(client: _Client, execution_id: str | None) -> list[WorkflowProgressEvent]:
+    if execution_id is not None:
+        path = f"/api/executions/{urllib.parse.quote(execution_id, safe='')}/events"
+        try:
+            items = client.get_json(path)
+        except urllib.error.HTTPError as exc:
+            if exc.code == 404:
+                return []
+            raise
+        return [event_from_json(item) for item in items] if isinstance(items, list) else []
+    events: list[WorkflowProgressEvent] = []
+    executions = client.get_json("/api/executions")
+    for summary in executions if isinstance(executions, list) else []:
+        events.extend(_stored(client, str(summary["execution_id"])))
+    return events
+
+
+def _exit_status(view: ProgressView, execution_id: str) -> int:
+    return 0 if view.state(execution_id).status == "completed" else 1
+
+
+def _follow(
+    client: _Client,
+    execution_id: str | None,
+    view: ProgressView,
+    terminal: Terminal,
+    err: IO[str],
+    stop: threading.Event,
+) -> int:
+    path = (
+        "/api/stream"
+        if execution_id is None
+        else f"/api/executions/{urllib.parse.quote(execution_id, safe='')}/stream"
+    )
+    last = 0
+    complained = False
+    while not stop.is_set():
+        try:
+            with client.open(path, last) as response:
+                complained = False
+                for event_id, data in _sse(response):
+                    last = max(last, event_id)
+                    event = event_from_json(json.loads(data))
+                    _print(view, terminal, event)
+                    if execution_id is not None and view.state(execution_id).finished:
+                        return _exit_status(view, execution_id)
+        except (OSError, urllib.error.URLError, ValueError) as exc:
+            if not complained:
+                reason = getattr(exc, "reason", None) or exc
+                terminal.print([])
+                print(f"{_PROG}: lost the receiver ({reason}); reconnecting", file=err)
+                complained = True
+        stop.wait(_RECONNECT_DELAY)
+    return 0
+
+
+def tail_main(argv: list[str] | None = None, stdout: IO[str] | None = None) -> int:
+    """Run ``otel-stigmer tail``.
+
+    Returns:
+        0 on Ctrl-C or when the followed execution completed, 1 when it failed or was
+        cancelled or the receiver refused the key, 2 on a configuration error.
+    """
+    args = build_parser().parse_args(argv)
+    out = stdout or sys.stdout
+    try:
+        key = _api_key()
+        ca_file = args.ca_file or os.environ.get(ENV_CA_FILE) or None
+        client = _Client(args.url, key, ca_file, args.timeout)
+    except (ConfigError, ssl.SSLError, OSError) as exc:
+        print(f"{_PROG}: error: {exc}", file=sys.stderr)
+        return 2
+    color = use_color(out, disabled=args.no_color)
+    view = ProgressView(color=color)
+    terminal = Terminal(out, live=color)
+    try:
+        if args.no_follow:
+            for event in _stored(client, args.execution_id):
+                terminal.print(view.feed(event))
+            status = 0
+        else:
+            status = _follow(
+                client, args.execution_id, view, terminal, sys.stderr, threading.Event()
+            )
+    except _AuthError:
+        print(
+            f"{_PROG}: authentication failed: check {ENV_API_KEY} against the receiver's keys",
+            file=sys.stderr,
+        )
+        return 1
+    except (OSError, urllib.error.URLError) as exc:
+        print(f"{_PROG}: error: cannot reach {args.url}: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        status = 0
+    finally:
+        terminal.finish()
+    if args.execution_id is not None or args.no_follow:
+        for execution_id in view.executions:
+            print("", *view.summary(execution_id), sep="\n", file=out)
+    out.flush()
+    return status
