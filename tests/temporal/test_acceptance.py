@@ -83,6 +83,7 @@ def test_failed_workflow_reports_workflow_failed_with_the_error(
     assert failed.status == "failed"
     assert failed.error.code == "InvalidInput"
     assert "bad input" in failed.message
+    assert "bad input" in failed.error.message
     assert "bad input" in caplog.text  # the worker logged the failure...
     assert CANARY_KEY not in caplog.text  # ...and never the API key
 
