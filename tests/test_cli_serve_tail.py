@@ -1,0 +1,186 @@
+"""`otel-stigmer serve` with its HTTP side and `otel-stigmer tail`, each in a subprocess."""
+
+from __future__ import annotations
+
+import os
+import queue
+import re
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+import otel_stigmer
+from otel_stigmer import CallbackClient, StigmerConfig
+from otel_stigmer.events import (
+    ErrorDetails,
+    WorkflowProgressEvent,
+    new_progress_event,
+    new_task_progress_event,
+)
+
+CANARY = "canary-tail-key-0c3d9e"
+REPO_ROOT = str(Path(otel_stigmer.__file__).resolve().parent.parent)
+PAGE = re.compile(r"live page on (http://\S+)")
+GRPC = re.compile(r"receiver listening on (\S+) ")
+
+
+class _Proc:
+    """A CLI subprocess whose output lines are read as they come."""
+
+    def __init__(self, args: list[str], env: dict[str, str], *, merge: bool = True) -> None:
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "otel_stigmer.cli", *args],
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT if merge else subprocess.PIPE,
+            text=True,
+        )
+        self.lines: queue.Queue[str] = queue.Queue()
+        self.output: list[str] = []
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+
+    def _read(self) -> None:
+        assert self.proc.stdout is not None
+        for line in self.proc.stdout:
+            self.output.append(line)
+            self.lines.put(line)
+
+    def wait_for(self, pattern: re.Pattern[str], timeout: float = 30.0) -> re.Match[str]:
+        deadline = time.monotonic() + timeout
+        while True:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise AssertionError(f"no line matching {pattern.pattern!r} in:\n{self.text()}")
+            try:
+                line = self.lines.get(timeout=remaining)
+            except queue.Empty:
+                continue
+            match = pattern.search(line)
+            if match:
+                return match
+
+    def text(self) -> str:
+        return "".join(self.output)
+
+    def finish(self, timeout: float = 30.0) -> int:
+        code = self.proc.wait(timeout=timeout)
+        self._reader.join(timeout=10)
+        return code
+
+    def close(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+        self.proc.wait(timeout=30)
+        self._reader.join(timeout=10)
+        for stream in (self.proc.stdout, self.proc.stderr):
+            if stream is not None:
+                stream.close()
+
+
+def _env(**extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("STIGMER_")}
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [REPO_ROOT, env.get("PYTHONPATH")]))
+    env.update(extra)
+    return env
+
+
+@pytest.fixture
+def procs() -> Iterator[list[_Proc]]:
+    started: list[_Proc] = []
+    yield started
+    for proc in started:
+        proc.close()
+
+
+def _serve(db: Path, procs: list[_Proc]) -> tuple[_Proc, str, str]:
+    serve = _Proc(
+        ["serve", "--port", "0", "--http-port", "0", "--db", str(db)],
+        _env(STIGMER_SERVER_API_KEYS=CANARY),
+    )
+    procs.append(serve)
+    url = serve.wait_for(PAGE).group(1)
+    endpoint = serve.wait_for(GRPC).group(1)
+    return serve, url, endpoint
+
+
+def _run_events(execution_id: str) -> list[WorkflowProgressEvent]:
+    failed = new_task_progress_event(
+        execution_id, "task_failed", "nightly", "<b>load</b>", "failed", "no disk", 4
+    )
+    failed.error.CopyFrom(ErrorDetails(code="DISK_FULL", message="no space left"))
+    return [
+        new_task_progress_event(
+            execution_id, "task_started", "nightly", "extract", "running", "", 2
+        ),
+        new_task_progress_event(
+            execution_id, "task_completed", "nightly", "extract", "completed", "", 3
+        ),
+        failed,
+        new_progress_event(execution_id, "workflow_completed", "nightly", "completed", "done", 5),
+    ]
+
+
+def test_tail_follows_an_execution_live_and_survives_a_restart(
+    tmp_path: Path, procs: list[_Proc]
+) -> None:
+    """tail shows events as they arrive and exits 0 at the end; after a restart they are kept."""
+    db = tmp_path / "events.db"
+    serve, url, endpoint = _serve(db, procs)
+    config = StigmerConfig(endpoint, api_key=CANARY, use_tls=False)
+    with CallbackClient(config) as client:
+        tail = _Proc(
+            ["tail", "ex-tail", "--url", url, "--no-color"], _env(STIGMER_SERVICE_API_KEY=CANARY)
+        )
+        procs.append(tail)
+        client.report_progress(
+            new_progress_event("ex-tail", "workflow_started", "nightly", "running", "go", 1)
+        )
+        tail.wait_for(re.compile(r"> workflow nightly\s+started"))
+        # The rest is sent only once tail has shown the start: it must follow live.
+        for event in _run_events("ex-tail"):
+            client.report_progress(event)
+    assert tail.finish() == 0, tail.text()
+    out = tail.text()
+    assert re.search(r"\+ extract\s+completed", out)
+    assert re.search(r"x <b>load</b>\s+failed .*DISK_FULL: no space left", out)
+    assert "Summary: workflow nightly completed" in out
+    assert CANARY not in out
+
+    serve.proc.terminate()
+    assert serve.finish() == 0
+    _, url, _ = _serve(db, procs)
+    again = _Proc(
+        ["tail", "--no-follow", "--url", url, "--no-color"], _env(STIGMER_SERVICE_API_KEY=CANARY)
+    )
+    procs.append(again)
+    assert again.finish() == 0, again.text()
+    assert re.search(
+        r"Summary: workflow nightly completed .*\(5 events, execution ex-tail\)", again.text()
+    )
+    assert CANARY not in serve.text()
+
+
+def test_tail_with_a_wrong_key_says_authentication_failed(
+    tmp_path: Path, procs: list[_Proc]
+) -> None:
+    """A key the receiver does not accept makes tail exit 1 naming the key variable."""
+    _, url, _ = _serve(tmp_path / "events.db", procs)
+    tail = _Proc(["tail", "--url", url], _env(STIGMER_SERVICE_API_KEY="wrong-key"))
+    procs.append(tail)
+    assert tail.finish() == 1
+    assert "authentication failed: check STIGMER_SERVICE_API_KEY" in tail.text()
+
+
+def test_tail_without_a_key_fails_fast(procs: list[_Proc]) -> None:
+    """Without STIGMER_SERVICE_API_KEY tail exits 2 and says which variable to set."""
+    tail = _Proc(["tail"], _env())
+    procs.append(tail)
+    assert tail.finish() == 2
+    assert "STIGMER_SERVICE_API_KEY is not set" in tail.text()
