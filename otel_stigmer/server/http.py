@@ -330,7 +330,8 @@ class _Handler(BaseHTTPRequestHandler):
     def _common_headers(self) -> None:
         self.send_header("Cache-Control", "no-store")
         self.send_header("X-Content-Type-Options", "nosniff")
-        self.send_header("Referrer-Policy", "no-referrer")
+        # Not no-referrer: under it browsers send "Origin: null", which the login check refuses.
+        self.send_header("Referrer-Policy", "same-origin")
 
     def _redirect(
         self, location: str, *, session: str | None = None, clear_cookie: bool = False
