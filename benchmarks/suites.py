@@ -1,0 +1,462 @@
+"""The five benchmark sections: each starts its receivers, runs workers, returns table rows."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from benchmarks.receivers import ReceiverProcess, ReceiverStats
+from benchmarks.report import Row, goal_at_least, goal_at_most
+from benchmarks.stats import Summary, percentile, ratio_summary, summarize
+
+__all__ = ["SECTIONS", "Sizes", "run_worker"]
+
+_ROOT = Path(__file__).resolve().parent.parent
+_WORKER_TIMEOUT_S = 600.0
+
+
+@dataclass(frozen=True)
+class Sizes:
+    """How much work each section does."""
+
+    reps: int = 3
+    hot_calls: int = 30_000
+    burst_events: int = 100_000
+    #: Events of the unary-only and naive bursts, which run at 2-4k events/s.
+    slow_burst_events: int = 100_000
+    slow_burst_reps: int = 1
+    liveness_rates: tuple[int, ...] = (100, 1_000, 10_000)
+    liveness_s: float = 3.0
+    otlp_liveness: bool = True
+    memory_chunk_events: int = 100_000
+    memory_chunks: int = 2
+    scaling_events: int = 40_000
+    scaling_executions: tuple[int, ...] = (1, 10, 100, 1_000)
+    scaling_threads: tuple[int, ...] = (1, 4, 16)
+    scaling_rate: int = 1_000
+    scaling_liveness_s: float = 2.0
+
+
+FULL = Sizes()
+QUICK = Sizes(
+    reps=1,
+    hot_calls=5_000,
+    burst_events=20_000,
+    slow_burst_events=4_000,
+    liveness_s=1.0,
+    memory_chunk_events=100_000,
+    memory_chunks=2,
+    scaling_events=8_000,
+    scaling_liveness_s=1.0,
+)
+
+Params = dict[str, Any]
+Result = dict[str, Any]
+
+
+def run_worker(params: Params) -> Result:
+    """Run one measurement in a fresh interpreter and return its JSON result."""
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(_ROOT), env.get("PYTHONPATH")]))
+    done = subprocess.run(
+        [sys.executable, "-m", "benchmarks.worker", json.dumps(params)],
+        capture_output=True,
+        text=True,
+        cwd=_ROOT,
+        env=env,
+        timeout=_WORKER_TIMEOUT_S,
+        check=False,
+    )
+    lines = done.stdout.strip().splitlines()
+    if done.returncode != 0 or not lines:
+        raise RuntimeError(
+            f"benchmark worker {params.get('scenario')} failed ({done.returncode}):\n"
+            + done.stderr[-4000:]
+        )
+    result: Result = json.loads(lines[-1])
+    return result
+
+
+def _us(ns: float, calls: int) -> float:
+    return ns / calls / 1_000
+
+
+def _fmt(summary: Summary, digits: int = 1, unit: str = "") -> str:
+    return summary.format(digits, unit=unit)
+
+
+def _ratio(summary: Summary) -> str:
+    return summary.format(2, unit="x")
+
+
+# ---- 1. hot path ----------------------------------------------------------------------
+
+
+def hot_path(sizes: Sizes, raw: dict[str, Any]) -> list[Row]:
+    """Wall time per decorated task call on the calling thread, per pipeline."""
+    rows: list[Row] = []
+    pipelines = ("bare", "noop", "otlp", "stigmer")
+    with ReceiverProcess("stigmer") as stigmer, ReceiverProcess("otlp") as otlp:
+        endpoints = {"otlp": otlp.endpoint, "stigmer": stigmer.endpoint}
+        for attrs in (False, True):
+            variant = "attrs" if attrs else "plain"
+            results: dict[str, list[Result]] = {name: [] for name in pipelines}
+            for _ in range(sizes.reps):
+                # Interleaved, so slow phases of a noisy machine hit every pipeline alike.
+                for name in pipelines:
+                    results[name].append(
+                        run_worker(
+                            {
+                                "scenario": "hotpath",
+                                "pipeline": name,
+                                "attrs": attrs,
+                                "calls": sizes.hot_calls,
+                                "endpoint": endpoints.get(name, ""),
+                            }
+                        )
+                    )
+            raw[f"hot_path_{variant}"] = results
+            rows.extend(_hot_path_rows(variant, results))
+    return rows
+
+
+def _hot_path_rows(variant: str, results: dict[str, list[Result]]) -> list[Row]:
+    def wall(name: str) -> list[float]:
+        return [_us(r["wall_ns"], r["calls"]) for r in results[name]]
+
+    def cpu(name: str) -> list[float]:
+        return [_us(r["cpu_ns"], r["calls"]) for r in results[name]]
+
+    def drops(name: str) -> str:
+        lost = [r["dropped"] / r["produced"] for r in results[name] if r.get("produced")]
+        return f"; dropped {summarize([100 * x for x in lost]).format(1)}% of spans"
+
+    section = f"1. hot path, {variant} (us per task call)"
+    vs_otlp = ratio_summary(wall("stigmer"), wall("otlp"))
+    vs_noop = ratio_summary(wall("stigmer"), wall("noop"))
+    return [
+        Row(section, "(a) bare function", _fmt(summarize(wall("bare")), 2)),
+        Row(
+            section,
+            "(c) @task, no-op processor",
+            _fmt(summarize(wall("noop"))) + f"; caller CPU {_fmt(summarize(cpu('noop')))}",
+        ),
+        Row(
+            section,
+            "(b) @task, BatchSpanProcessor + OTLP gRPC",
+            _fmt(summarize(wall("otlp")))
+            + f"; caller CPU {_fmt(summarize(cpu('otlp')))}"
+            + drops("otlp"),
+        ),
+        Row(
+            section,
+            "@task, Stigmer processor",
+            _fmt(summarize(wall("stigmer")))
+            + f"; caller CPU {_fmt(summarize(cpu('stigmer')))}"
+            + drops("stigmer"),
+            f"{_ratio(vs_otlp)} of (b)",
+            "<= 1.0x (b)",
+            goal_at_most(vs_otlp.median, 1.0),
+        ),
+        Row(
+            section,
+            "@task, Stigmer processor",
+            "",
+            f"{_ratio(vs_noop)} of (c)",
+            "<= 1.5x (c)",
+            goal_at_most(vs_noop.median, 1.5),
+        ),
+    ]
+
+
+# ---- 2. delivery throughput -------------------------------------------------------------
+
+
+def _delivered_per_s(result: Result, stats: ReceiverStats) -> float:
+    elapsed = (stats.last_ns - result["start_ns"]) / 1e9
+    return stats.count / elapsed if elapsed > 0 and stats.count else 0.0
+
+
+def _burst(receiver: ReceiverProcess, params: Params) -> tuple[float, int, Result]:
+    receiver.reset()
+    result = run_worker({"scenario": "burst", "endpoint": receiver.endpoint, **params})
+    stats = receiver.stats()
+    lost = max(int(result["dropped"]), int(result["produced"]) - stats.count)
+    result["received"] = stats.count
+    return _delivered_per_s(result, stats), lost, result
+
+
+def throughput(sizes: Sizes, raw: dict[str, Any]) -> list[Row]:
+    """Items per second stored by the receiver for one burst, with drops."""
+    rates: dict[str, list[float]] = {}
+    lost: dict[str, list[float]] = {}
+    results: dict[str, list[Result]] = {}
+    with (
+        ReceiverProcess("stigmer") as batch,
+        ReceiverProcess("stigmer", batch_enabled=False) as unary,
+        ReceiverProcess("otlp") as otlp,
+    ):
+        half = sizes.burst_events // 2  # a task call reports two events
+        plans: list[tuple[str, ReceiverProcess, Params, int]] = [
+            ("stigmer", batch, {"pipeline": "stigmer", "calls": half}, sizes.reps),
+            ("otlp", otlp, {"pipeline": "otlp", "calls": sizes.burst_events}, sizes.reps),
+            (
+                "unary",
+                unary,
+                {"pipeline": "stigmer", "calls": sizes.slow_burst_events // 2},
+                sizes.slow_burst_reps,
+            ),
+            (
+                "naive",
+                batch,
+                {"pipeline": "naive", "calls": sizes.slow_burst_events // 2},
+                sizes.slow_burst_reps,
+            ),
+        ]
+        for rep in range(sizes.reps):
+            for name, receiver, params, reps in plans:
+                if rep >= reps:
+                    continue
+                rate, dropped, result = _burst(receiver, params)
+                rates.setdefault(name, []).append(rate)
+                lost.setdefault(name, []).append(dropped)
+                results.setdefault(name, []).append(result)
+    raw["throughput"] = results
+    section = f"2. delivery throughput ({sizes.burst_events:,}-item burst, items/s stored)"
+
+    def value(name: str, unit: str) -> str:
+        size = results[name][0]["produced"]
+        reps = len(rates[name])
+        return (
+            f"{_fmt(summarize(rates[name]), 0)} {unit}/s; lost {_fmt(summarize(lost[name]), 0)}"
+            f" of {size:,} ({reps} rep{'s' if reps > 1 else ''})"
+        )
+
+    ours = summarize(rates["stigmer"])
+    vs_otlp = ratio_summary(rates["stigmer"], rates["otlp"])
+    naive = summarize(rates["naive"]).median
+    vs_naive = ours.median / naive if naive else float("nan")
+    unary_vs_naive = summarize(rates["unary"]).median / naive if naive else float("nan")
+    zero = summarize(lost["stigmer"])
+    return [
+        Row(section, "standard pipeline (BSP defaults + OTLP), spans", value("otlp", "spans")),
+        Row(
+            section,
+            "naive client (report_progress_with_retry per event)",
+            value("naive", "events"),
+        ),
+        Row(
+            section,
+            "Stigmer pipeline, batch RPC",
+            value("stigmer", "events"),
+            "",
+            ">= 50,000 events/s",
+            goal_at_least(ours.median, 50_000),
+        ),
+        Row(
+            section,
+            "Stigmer pipeline, batch RPC",
+            "",
+            f"{_ratio(vs_otlp)} of OTLP",
+            ">= 3x OTLP",
+            goal_at_least(vs_otlp.median, 3.0),
+        ),
+        Row(
+            section,
+            "Stigmer pipeline, batch RPC",
+            "",
+            f"{vs_naive:.1f}x of naive",
+            ">= 25x naive",
+            goal_at_least(vs_naive, 25.0),
+        ),
+        Row(
+            section,
+            "Stigmer pipeline, batch RPC: burst with default settings",
+            f"{zero.format(0)} lost",
+            "",
+            "zero drops",
+            goal_at_most(zero.high, 0),
+        ),
+        Row(
+            section,
+            "Stigmer pipeline, unary-only receiver",
+            value("unary", "events"),
+            f"{unary_vs_naive:.1f}x of naive",
+            ">= 2x naive",
+            goal_at_least(unary_vs_naive, 2.0),
+        ),
+    ]
+
+
+# ---- 3. liveness ------------------------------------------------------------------------
+
+
+def _latencies_ms(starts: dict[str, int], arrivals: dict[str, int]) -> tuple[list[float], int]:
+    found = [(arrivals[key] - t0) / 1e6 for key, t0 in starts.items() if key in arrivals]
+    return found, len(starts) - len(found)
+
+
+def _liveness_run(receiver: ReceiverProcess, params: Params) -> tuple[list[float], int, Result]:
+    receiver.reset()
+    result = run_worker({"scenario": "liveness", "endpoint": receiver.endpoint, **params})
+    latencies, missing = _latencies_ms(result.pop("starts"), receiver.arrivals())
+    return latencies, missing, result
+
+
+def _latency_text(latencies: Sequence[float], missing: int, result: Result) -> str:
+    text = (
+        f"p50 {percentile(latencies, 50):,.1f} ms, p99 {percentile(latencies, 99):,.1f} ms"
+        f" ({len(latencies):,} spans at {result['achieved_events_per_s']:,.0f} events/s"
+    )
+    if missing:
+        text += f"; {missing:,} never arrived"
+    return text + ")"
+
+
+def liveness(sizes: Sizes, raw: dict[str, Any]) -> list[Row]:
+    """Time from span start to the stored ``*_started`` event, at paced rates."""
+    rows: list[Row] = []
+    section = "3. liveness (span start -> stored at receiver)"
+    results: dict[str, Result] = {}
+    with ReceiverProcess("stigmer") as stigmer, ReceiverProcess("otlp") as otlp:
+        for rate in sizes.liveness_rates:
+            params: Params = {"events_per_s": rate, "duration_s": sizes.liveness_s}
+            latencies, missing, result = _liveness_run(stigmer, {"pipeline": "stigmer", **params})
+            results[f"stigmer_{rate}"] = {**result, "latencies_ms": latencies}
+            p99 = percentile(latencies, 99)
+            goal = rate == 1_000
+            rows.append(
+                Row(
+                    section,
+                    f"Stigmer task_started at {rate:,} events/s",
+                    _latency_text(latencies, missing, result),
+                    "",
+                    "p99 <= 50 ms" if goal else "",
+                    goal_at_most(p99, 50.0) if goal else "",
+                )
+            )
+            if sizes.otlp_liveness:
+                latencies, missing, result = _liveness_run(otlp, {"pipeline": "otlp", **params})
+                results[f"otlp_{rate}"] = {**result, "latencies_ms": latencies}
+                rows.append(
+                    Row(
+                        section,
+                        f"standard pipeline, span (at its end) at {rate:,} events/s",
+                        _latency_text(latencies, missing, result),
+                    )
+                )
+    raw["liveness"] = results
+    return rows
+
+
+# ---- 4. memory --------------------------------------------------------------------------
+
+
+def memory(sizes: Sizes, raw: dict[str, Any]) -> list[Row]:
+    """RSS of a producer whose receiver is down."""
+    result = run_worker(
+        {
+            "scenario": "memory",
+            "chunk_events": sizes.memory_chunk_events,
+            "chunks": sizes.memory_chunks,
+        }
+    )
+    raw["memory"] = result
+    section = "4. memory (receiver down)"
+    first = result["samples"][0]
+    last = result["samples"][-1]
+    queued = first["queue_depth"] - result["depth_start"]
+    per_event = (first["rss"] - result["rss_start"]) / queued if queued > 0 else float("nan")
+    mib = 1024 * 1024
+    bound = result["max_queue_size"]
+    return [
+        Row(
+            section,
+            f"RSS growth per queued event ({queued:,} undelivered)",
+            f"{per_event:,.0f} B ({per_event * 100_000 / mib:,.1f} MiB per 100k events)",
+            "",
+            "<= 1 KiB per event",
+            goal_at_most(per_event, 1024),
+        ),
+        Row(
+            section,
+            f"RSS at the default bound (max_queue_size {bound:,})",
+            f"{last['rss'] / mib:,.1f} MiB holding {last['queue_depth']:,} events after "
+            f"{last['produced']:,} produced, {last['dropped']:,} dropped (counted); "
+            f"start {result['rss_start'] / mib:,.1f} MiB, "
+            f"peak {result['peak_rss'] / mib:,.1f} MiB; "
+            f"the sender took {last['settle_s']:,.1f} s after production to queue or drop "
+            f"the last {sizes.memory_chunk_events:,}"
+            + ("" if last["settled"] else " (still busy at the timeout)"),
+            "",
+            "documented",
+            "met" if last["produced"] > bound else "n/a",
+        ),
+    ]
+
+
+# ---- 5. scaling -------------------------------------------------------------------------
+
+
+def scaling(sizes: Sizes, raw: dict[str, Any]) -> list[Row]:
+    """Throughput and p99 liveness against concurrent executions and producer threads."""
+    rows: list[Row] = []
+    results: dict[str, Any] = {}
+    section = "5. scaling (Stigmer, batch RPC)"
+    points = [(e, 1) for e in sizes.scaling_executions] + [
+        (t, t) for t in sizes.scaling_threads if t > 1
+    ]
+    with ReceiverProcess("stigmer") as receiver:
+        for executions, threads in points:
+            burst_rate, lost, burst = _burst(
+                receiver,
+                {
+                    "pipeline": "stigmer",
+                    "calls": sizes.scaling_events // 2,
+                    "executions": executions,
+                    "threads": threads,
+                },
+            )
+            latencies, missing, live = _liveness_run(
+                receiver,
+                {
+                    "pipeline": "stigmer",
+                    "events_per_s": sizes.scaling_rate,
+                    "duration_s": sizes.scaling_liveness_s,
+                    "executions": executions,
+                    "threads": threads,
+                },
+            )
+            key = f"executions={executions},threads={threads}"
+            results[key] = {"burst": burst, "liveness": live, "latencies_ms": latencies}
+            label = (
+                f"{executions:,} concurrent executions, 1 thread"
+                if threads == 1
+                else f"{threads} producer threads, one execution each"
+            )
+            rows.append(
+                Row(
+                    section,
+                    label,
+                    f"{burst_rate:,.0f} events/s (lost {lost:,}); p99 liveness "
+                    f"{percentile(latencies, 99):,.1f} ms at {sizes.scaling_rate:,} events/s"
+                    + (f" ({missing:,} never arrived)" if missing else ""),
+                )
+            )
+    raw["scaling"] = results
+    return rows
+
+
+SECTIONS: dict[str, Callable[[Sizes, dict[str, Any]], list[Row]]] = {
+    "hotpath": hot_path,
+    "throughput": throughput,
+    "liveness": liveness,
+    "memory": memory,
+    "scaling": scaling,
+}

@@ -1,0 +1,271 @@
+"""One measurement in a fresh process: ``python -m benchmarks.worker '<json>'``.
+
+A fresh process per measurement gives every pipeline its own global tracer provider,
+threads, heap and garbage collector. The last line printed is the JSON result.
+"""
+
+from __future__ import annotations
+
+import gc
+import json
+import os
+import socket
+import sys
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+from benchmarks import workload
+from benchmarks.pipelines import install
+from benchmarks.receivers import API_KEY
+from otel_stigmer.client import CallbackClient
+from otel_stigmer.config import StigmerConfig
+from otel_stigmer.delivery import DEFAULT_MAX_QUEUE_SIZE
+from otel_stigmer.events import EventType, Status, new_task_progress_event
+from otel_stigmer.exceptions import CallbackError
+
+__all__ = ["main", "run"]
+
+Params = dict[str, Any]
+Result = dict[str, Any]
+
+_WARMUP_CALLS = 2_000
+# The standard pipeline's default schedule delay, plus room for a loaded machine.
+_OTLP_NATURAL_DELIVERY_S = 5.0 + 15.0
+_SETTLE_TIMEOUT_S = 180.0
+
+
+def _hotpath(p: Params) -> Result:
+    calls = int(p["calls"])
+    attrs = bool(p["attrs"])
+    if p["pipeline"] == "bare":
+        fn = workload.bare_attrs if attrs else workload.bare
+        workload.timed_loop(fn, _WARMUP_CALLS)
+        wall, cpu = workload.timed_loop(fn, calls)
+        return {"wall_ns": wall, "cpu_ns": cpu, "calls": calls, "dropped": 0, "produced": 0}
+    installed = install(p["pipeline"], p.get("endpoint", ""), API_KEY)
+    fn = workload.step_attrs if attrs else workload.step
+    workload.timed_workflow(fn, _WARMUP_CALLS, execution_id="warmup")
+    installed.flush()
+    wall, cpu = workload.timed_workflow(fn, calls, execution_id="hotpath")
+    flushed = installed.flush()
+    produced = _WARMUP_CALLS + calls + 2  # spans, with the two workflow spans
+    result = {
+        "wall_ns": wall,
+        "cpu_ns": cpu,
+        "calls": calls,
+        "flushed": flushed,
+        "produced": produced,
+        "dropped": installed.dropped(produced),
+    }
+    installed.shutdown()
+    return result
+
+
+def _produced(pipeline: str, calls: int, executions: int) -> int:
+    """Items a run sends: Stigmer events (start + end of each span) or OTLP spans."""
+    spans = calls + executions
+    return 2 * spans if pipeline == "stigmer" else spans
+
+
+def _burst(p: Params) -> Result:
+    calls = int(p["calls"])
+    threads = int(p.get("threads", 1))
+    executions = max(threads, min(int(p.get("executions", 1)), calls))
+    if p["pipeline"] == "naive":
+        return _naive_burst(p["endpoint"], calls)
+    installed = install(p["pipeline"], p["endpoint"], API_KEY)
+    start = time.monotonic_ns()
+    workload.drive_threads(threads, executions, calls, prefix="burst")
+    produced_end = time.monotonic_ns()
+    flushed = installed.flush()
+    flush_end = time.monotonic_ns()
+    produced = _produced(p["pipeline"], calls, executions)
+    result = {
+        "start_ns": start,
+        "produce_end_ns": produced_end,
+        "flush_end_ns": flush_end,
+        "flushed": flushed,
+        "produced": produced,
+        "dropped": installed.dropped(produced),
+    }
+    installed.shutdown()
+    return result
+
+
+def _naive_burst(endpoint: str, calls: int) -> Result:
+    """The seed's pattern: the business thread reports each event with a blocking call."""
+    client = CallbackClient(StigmerConfig(endpoint=endpoint, api_key=API_KEY, use_tls=False))
+    failed = 0
+    sequence = 0
+
+    def report(event_type: EventType, status: Status) -> None:
+        nonlocal failed, sequence
+        sequence += 1
+        event = new_task_progress_event("naive", event_type, "bench", "step", status, "", sequence)
+        try:
+            client.report_progress_with_retry(event, 3)
+        except CallbackError:
+            failed += 1  # logged by the client; the workflow goes on
+
+    start = time.monotonic_ns()
+    for i in range(calls):
+        report(EventType.TASK_STARTED, Status.RUNNING)
+        workload.bare(i)
+        report(EventType.TASK_COMPLETED, Status.COMPLETED)
+    end = time.monotonic_ns()
+    client.close()
+    return {
+        "start_ns": start,
+        "produce_end_ns": end,
+        "flush_end_ns": end,
+        "flushed": True,
+        "produced": 2 * calls,
+        "dropped": failed,
+    }
+
+
+def _liveness(p: Params) -> Result:
+    pipeline = p["pipeline"]
+    threads = int(p.get("threads", 1))
+    rate = float(p["events_per_s"])
+    calls = max(threads, int(rate / 2 * float(p["duration_s"])))
+    executions = max(threads, min(int(p.get("executions", 1)), calls))
+    installed = install(pipeline, p["endpoint"], API_KEY)
+    start = time.monotonic_ns()
+    workload.drive_threads(
+        threads, executions, calls, prefix="live", events_per_s=rate, record=True
+    )
+    end = time.monotonic_ns()
+    produced = _produced(pipeline, calls, executions)
+    if installed.exporter is not None:
+        # No force_flush: it would cut the schedule delay short and hide the latency.
+        installed.exporter.wait_for(produced, _OTLP_NATURAL_DELIVERY_S)
+    else:
+        installed.flush()
+    result = {
+        "starts": workload.starts,
+        "calls": calls,
+        "achieved_events_per_s": 2 * calls / ((end - start) / 1e9),
+        "produced": produced,
+        "dropped": installed.dropped(produced),
+    }
+    installed.shutdown()
+    return result
+
+
+def _rss_bytes() -> int:
+    with open("/proc/self/statm") as statm:
+        return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+
+def _peak_rss_bytes() -> int:
+    with open("/proc/self/status") as status:
+        for line in status:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) * 1024
+    return 0
+
+
+def _wait_until(condition: Callable[[], bool], timeout: float) -> bool:
+    deadline = time.monotonic() + timeout
+    pause = threading.Event()
+    while not condition():
+        if time.monotonic() > deadline:
+            return False
+        pause.wait(0.25)
+    return True
+
+
+def _closed_port() -> int:
+    """A loopback port nobody listens on (connections are refused)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _memory(p: Params) -> Result:
+    """RSS while the receiver is down: per queued event, and at the default bound."""
+    chunk_calls = int(p["chunk_events"]) // 2
+    chunks = int(p["chunks"])
+    installed = install("stigmer", f"127.0.0.1:{_closed_port()}", API_KEY)
+    stigmer = installed.stigmer
+    assert stigmer is not None
+
+    def settled(events: int) -> Callable[[], bool]:
+        # Settled: every event is queued (input or outbox) or counted as dropped, and the
+        # queue did not move for a while, so the sender thread is not mapping any more.
+        last: list[int] = []
+
+        def check() -> bool:
+            stats = stigmer.stats()
+            state = [stats.queue_depth, sum(stats.dropped.values())]
+            stable = state == last and sum(state) >= events
+            last[:] = state
+            return stable
+
+        return check
+
+    produced = _produced("stigmer", 100, 1)
+    workload.drive(1, 100, prefix="mem-warmup")
+    _wait_until(settled(produced), _SETTLE_TIMEOUT_S)
+    gc.collect()
+    rss_start = _rss_bytes()
+    depth_start = stigmer.stats().queue_depth
+    samples = []
+    for chunk in range(chunks):
+        began = time.monotonic()
+        workload.drive(1, chunk_calls, prefix=f"mem-{chunk}")
+        produced_s = time.monotonic() - began
+        produced += _produced("stigmer", chunk_calls, 1)
+        ok = _wait_until(settled(produced), _SETTLE_TIMEOUT_S)
+        gc.collect()
+        stats = stigmer.stats()
+        samples.append(
+            {
+                "produced": produced,
+                "queue_depth": stats.queue_depth,
+                "dropped": sum(stats.dropped.values()),
+                "rss": _rss_bytes(),
+                "produce_s": produced_s,
+                "settle_s": time.monotonic() - began - produced_s,
+                "settled": ok,
+            }
+        )
+    result = {
+        "rss_start": rss_start,
+        "depth_start": depth_start,
+        "samples": samples,
+        "peak_rss": _peak_rss_bytes(),
+        "max_queue_size": DEFAULT_MAX_QUEUE_SIZE,
+    }
+    # The events are undeliverable: do not wait for them at exit.
+    stigmer.shutdown(0)
+    return result
+
+
+_SCENARIOS: dict[str, Callable[[Params], Result]] = {
+    "hotpath": _hotpath,
+    "burst": _burst,
+    "liveness": _liveness,
+    "memory": _memory,
+}
+
+
+def run(params: Params) -> Result:
+    """Run the scenario named by ``params["scenario"]``."""
+    return _SCENARIOS[params["scenario"]](params)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the scenario given as JSON in ``argv[0]``; print the JSON result last."""
+    args = sys.argv[1:] if argv is None else argv
+    result = run(json.loads(args[0]))
+    sys.stdout.write(json.dumps(result) + "\n")
+    sys.stdout.flush()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,60 @@
+"""Smoke test of the benchmark harness at tiny sizes, so it cannot rot."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from benchmarks.__main__ import main
+from benchmarks.suites import Sizes
+
+TINY = Sizes(
+    reps=1,
+    hot_calls=200,
+    burst_events=400,
+    slow_burst_events=200,
+    liveness_rates=(400,),
+    liveness_s=0.25,
+    otlp_liveness=False,
+    memory_chunk_events=2_000,
+    memory_chunks=1,
+    scaling_events=400,
+    scaling_executions=(1, 10),
+    scaling_threads=(1, 2),
+    scaling_rate=400,
+    scaling_liveness_s=0.25,
+)
+
+
+@pytest.mark.slow
+def test_every_section_runs_against_real_receivers_and_prints_one_table(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`python -m benchmarks` runs all sections end to end and prints one table of results."""
+    raw_path = tmp_path / "raw.json"
+
+    assert main(["--json", str(raw_path)], sizes=TINY) == 0
+
+    table = capsys.readouterr().out
+    for heading in ("1. hot path, plain", "1. hot path, attrs", "2. delivery throughput"):
+        assert heading in table
+    for heading in ("3. liveness", "4. memory", "5. scaling"):
+        assert heading in table
+    assert "never arrived" not in table  # every probed span's started event was stored
+    raw = json.loads(raw_path.read_text())
+    sections = {"hot_path_plain", "hot_path_attrs", "throughput", "liveness", "memory", "scaling"}
+    assert sections <= raw.keys()
+    burst = raw["throughput"]["stigmer"][0]
+    assert burst["received"] == burst["produced"] == 402  # 200 tasks + 1 workflow, 2 events each
+    naive = raw["throughput"]["naive"][0]
+    assert naive["received"] == naive["produced"] == 200
+
+
+def test_unknown_section_is_refused_with_the_valid_names(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """An unknown --only section exits 2 and lists the valid ones."""
+    assert main(["--only", "nope"], sizes=TINY) == 2
+    assert "hotpath" in capsys.readouterr().err
