@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import http.client
 import json
 import logging
 import queue
+import socket
 import threading
 import urllib.parse
 from collections.abc import Iterator
@@ -19,6 +21,8 @@ from otel_stigmer.events import (
     new_progress_event,
     new_task_progress_event,
 )
+from otel_stigmer.server import cli as serve_cli
+from otel_stigmer.server.app import ReceiverServer
 from otel_stigmer.server.auth import BearerKeyAuth
 from otel_stigmer.server.http import SESSION_COOKIE, LiveHttpServer
 from otel_stigmer.server.store import EventStore
@@ -240,3 +244,35 @@ def test_the_key_never_reaches_the_logs(
     text = caplog.text + repr(live) + repr(live.sessions)
     assert CANARY not in text
     assert token not in text
+
+
+def _serve_args(**overrides: object) -> argparse.Namespace:
+    values: dict[str, object] = {
+        "no_http": False,
+        "http_port": None,
+        "http_host": None,
+        "host": "127.0.0.1",
+        "tls_cert": None,
+        "tls_key": None,
+    }
+    values.update(overrides)
+    return argparse.Namespace(**values)
+
+
+def test_serve_keeps_grpc_when_the_default_http_port_is_taken(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A taken default port only costs the page (with a warning); an explicit one is an error."""
+    with (
+        socket.socket() as busy,
+        ReceiverServer(api_keys=[CANARY], db_path=tmp_path / "e.db") as server,
+    ):
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        monkeypatch.setattr(serve_cli, "DEFAULT_HTTP_PORT", port)
+        assert serve_cli._start_http(_serve_args(), server, [CANARY]) is None
+        assert f"port {port} is in use" in caplog.text
+        with pytest.raises(OSError, match=f"cannot bind the live page to port {port}"):
+            serve_cli._start_http(_serve_args(http_port=port), server, [CANARY])
+        assert serve_cli._start_http(_serve_args(no_http=True), server, [CANARY]) is None

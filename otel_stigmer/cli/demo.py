@@ -106,6 +106,9 @@ def _child_env(endpoint: str, api_key: str) -> dict[str, str]:
             "OTEL_SERVICE_NAME": "otel-stigmer-demo",
         }
     )
+    # A proxy configured for the outside world must not catch the loopback receiver.
+    bypass = ",".join(filter(None, [env.get("no_grpc_proxy"), "localhost,127.0.0.1,::1"]))
+    env["no_grpc_proxy"] = bypass
     return env
 
 
