@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import queue
 import re
+import signal
 import subprocess
 import sys
 import threading
@@ -184,3 +185,37 @@ def test_tail_without_a_key_fails_fast(procs: list[_Proc]) -> None:
     procs.append(tail)
     assert tail.finish() == 2
     assert "STIGMER_SERVICE_API_KEY is not set" in tail.text()
+
+
+def test_tail_reconnects_after_a_receiver_restart_without_repeating_events(
+    tmp_path: Path, procs: list[_Proc]
+) -> None:
+    """When the receiver restarts, tail reconnects and resumes after the last event it showed."""
+    db = tmp_path / "events.db"
+    serve, url, endpoint = _serve(db, procs)
+    tail = _Proc(["tail", "--url", url, "--no-color"], _env(STIGMER_SERVICE_API_KEY=CANARY))
+    procs.append(tail)
+    config = StigmerConfig(endpoint, api_key=CANARY, use_tls=False)
+    with CallbackClient(config) as client:
+        client.report_progress(
+            new_progress_event("ex-a", "workflow_started", "first", "running", "go", 1)
+        )
+    tail.wait_for(re.compile(r"> workflow first\s+started"))
+    serve.proc.terminate()
+    assert serve.finish() == 0
+    tail.wait_for(re.compile(r"lost the receiver .*reconnecting"))
+    port = url.rstrip("/").rsplit(":", 1)[1]
+    again = _Proc(
+        ["serve", "--port", "0", "--http-port", port, "--db", str(db)],
+        _env(STIGMER_SERVER_API_KEYS=CANARY),
+    )
+    procs.append(again)
+    endpoint = again.wait_for(GRPC).group(1)
+    with CallbackClient(StigmerConfig(endpoint, api_key=CANARY, use_tls=False)) as client:
+        client.report_progress(
+            new_progress_event("ex-b", "workflow_started", "second", "running", "go", 1)
+        )
+    tail.wait_for(re.compile(r"> workflow second\s+started"))
+    tail.proc.send_signal(signal.SIGINT)
+    assert tail.finish() == 0
+    assert tail.text().count("workflow first") == 1
