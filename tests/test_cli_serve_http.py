@@ -9,6 +9,7 @@ import json
 import logging
 import queue
 import socket
+import ssl
 import threading
 import urllib.parse
 from collections.abc import Iterator
@@ -26,6 +27,7 @@ from otel_stigmer.server.app import ReceiverServer
 from otel_stigmer.server.auth import BearerKeyAuth
 from otel_stigmer.server.http import SESSION_COOKIE, LiveHttpServer
 from otel_stigmer.server.store import EventStore
+from otel_stigmer.testing._certs import make_test_certificates
 
 CANARY = "canary-http-key-5f0e7a"
 AUTH = {"Authorization": f"Bearer {CANARY}"}
@@ -276,3 +278,35 @@ def test_serve_keeps_grpc_when_the_default_http_port_is_taken(
         with pytest.raises(OSError, match=f"cannot bind the live page to port {port}"):
             serve_cli._start_http(_serve_args(http_port=port), server, [CANARY])
         assert serve_cli._start_http(_serve_args(no_http=True), server, [CANARY]) is None
+
+
+def test_https_with_the_receiver_certificate(store: EventStore, tmp_path: Path) -> None:
+    """Given a certificate, the HTTP side serves HTTPS and marks the session cookie Secure."""
+    certs = make_test_certificates(tmp_path / "tls")
+    with LiveHttpServer(
+        store,
+        BearerKeyAuth([CANARY]),
+        port=0,
+        tls_cert_file=certs.server_cert_path,
+        tls_key_file=certs.server_key_path,
+    ) as server:
+        assert server.url.startswith("https://127.0.0.1:")
+        context = ssl.create_default_context(cafile=str(certs.ca_cert_path))
+        conn = http.client.HTTPSConnection("127.0.0.1", server.port, timeout=10, context=context)
+        try:
+            conn.request("GET", "/api/executions", headers=AUTH)
+            response = conn.getresponse()
+            assert response.status == 200
+            assert json.loads(response.read()) == []
+            form = urllib.parse.urlencode({"key": CANARY})
+            conn.request(
+                "POST",
+                "/login",
+                body=form,
+                headers={"Content-Type": "application/x-www-form-urlencoded"},
+            )
+            response = conn.getresponse()
+            response.read()
+            assert "; Secure" in response.getheader("Set-Cookie", "")
+        finally:
+            conn.close()

@@ -33,6 +33,7 @@ from importlib import resources
 from types import TracebackType
 from typing import Any
 
+from otel_stigmer.exceptions import ConfigError
 from otel_stigmer.server.app import format_endpoint
 from otel_stigmer.server.auth import BearerKeyAuth
 from otel_stigmer.server.json_view import event_to_json, execution_to_json
@@ -137,8 +138,6 @@ class LiveHttpServer:
             return self
         cert, key = self._tls_files
         if (cert is None) != (key is None):
-            from otel_stigmer.exceptions import ConfigError  # noqa: PLC0415 - error path only
-
             raise ConfigError("HTTPS needs both a certificate and its key, or neither")
         self.stopping.clear()
         httpd = _Server(
@@ -147,7 +146,7 @@ class LiveHttpServer:
         if cert is not None and key is not None:
             context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
             context.load_cert_chain(os.fspath(cert), os.fspath(key))
-            httpd.socket = context.wrap_socket(httpd.socket, server_side=True)
+            httpd.tls_context = context
         self._httpd = httpd
         self._thread = threading.Thread(
             target=httpd.serve_forever, kwargs={"poll_interval": 0.2}, name="stigmer-http"
@@ -185,6 +184,7 @@ class _Server(ThreadingHTTPServer):
     # Request threads are joined at close, so no stream outlives the server.
     daemon_threads = False
     block_on_close = True
+    tls_context: ssl.SSLContext | None = None
 
     def __init__(
         self,
@@ -215,6 +215,22 @@ class _Handler(BaseHTTPRequestHandler):
     sys_version = ""
     # A client that stops reading cannot pin a thread forever.
     timeout = 30
+
+    def setup(self) -> None:
+        """Run the TLS handshake here, in the request's thread, so a slow client stalls no one."""
+        context = getattr(self.server, "tls_context", None)
+        if context is not None:
+            self.request.settimeout(self.timeout)
+            self.request = context.wrap_socket(self.request, server_side=True)
+        super().setup()
+
+    def finish(self) -> None:
+        """Close the TLS socket too: the server only closes the plain one it accepted."""
+        try:
+            super().finish()
+        finally:
+            if isinstance(self.request, ssl.SSLSocket):
+                self.request.close()
 
     def log_message(self, format: str, *args: Any) -> None:
         # Paths never carry the key (logins are POSTed); one-time tokens are cut off.
