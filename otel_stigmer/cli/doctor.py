@@ -25,6 +25,7 @@ import grpc
 
 from otel_stigmer.client import CallbackClient
 from otel_stigmer.config import (
+    ALIAS_API_KEY,
     ENV_API_KEY,
     ENV_API_KEY_FILE,
     ENV_CA_FILE,
@@ -94,7 +95,10 @@ def _check_config(environ: Mapping[str, str]) -> tuple[Check, StigmerConfig | No
     except ConfigError as exc:
         # The message already names the variable and the fix.
         return Check("configuration", _FAIL, str(exc)), None
-    source = f"from {ENV_API_KEY_FILE}" if config.api_key_file else f"from {ENV_API_KEY}"
+    if config.api_key_file:
+        source = f"from {ENV_API_KEY_FILE}"
+    else:
+        source = f"from {ENV_API_KEY if environ.get(ENV_API_KEY, '').strip() else ALIAS_API_KEY}"
     tls = "on" if config.use_tls else "off (plaintext)"
     roots = f", CA {config.ca_file}" if config.ca_file else ""
     detail = f"endpoint {config.authority()}, TLS {tls}{roots}, API key set ({source})"
