@@ -6,10 +6,12 @@ import argparse
 import json
 import os
 import platform
+import subprocess
 import sys
 import time
 from dataclasses import replace
 from importlib import metadata
+from pathlib import Path
 from typing import Any
 
 from benchmarks.report import Row, render
@@ -37,6 +39,22 @@ def machine() -> str:
     )
 
 
+def _git(root: Path, *args: str) -> str:
+    done = subprocess.run(["git", *args], cwd=root, capture_output=True, text=True, check=False)
+    return done.stdout.strip()
+
+
+def revision() -> str:
+    """The commit measured, marked ``+changes`` when the library has uncommitted edits."""
+    root = Path(__file__).resolve().parent.parent
+    try:
+        head = _git(root, "rev-parse", "--short", "HEAD")
+        dirty = _git(root, "status", "--porcelain", "--", "otel_stigmer")
+    except OSError:
+        return "unknown"
+    return (head or "unknown") + ("+changes" if dirty else "")
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The command-line parser."""
     parser = argparse.ArgumentParser(
@@ -56,7 +74,7 @@ def build_parser() -> argparse.ArgumentParser:
 def run(sizes: Sizes, sections: list[str]) -> tuple[list[Row], dict[str, Any]]:
     """Run ``sections`` with ``sizes``; return the rows and the raw results."""
     rows: list[Row] = []
-    raw: dict[str, Any] = {"sizes": sizes.__dict__, "machine": machine()}
+    raw: dict[str, Any] = {"sizes": sizes.__dict__, "machine": machine(), "revision": revision()}
     for name in sections:
         began = time.monotonic()
         rows.extend(SECTIONS[name](sizes, raw))
@@ -78,6 +96,7 @@ def main(argv: list[str] | None = None, sizes: Sizes | None = None) -> int:
     elapsed = time.monotonic() - began
     raw["elapsed_s"] = elapsed
     print(f"Machine: {raw['machine']}")
+    print(f"Revision: {raw['revision']}")
     print(f"Mode: {'quick' if args.quick else 'full'}; took {elapsed:.0f} s\n")
     print(render(rows))
     if args.json:

@@ -33,7 +33,7 @@ Result = dict[str, Any]
 _WARMUP_CALLS = 2_000
 # The standard pipeline's default schedule delay, plus room for a loaded machine.
 _OTLP_NATURAL_DELIVERY_S = 5.0 + 15.0
-_SETTLE_TIMEOUT_S = 180.0
+_SETTLE_TIMEOUT_S = 60.0
 
 
 def _hotpath(p: Params) -> Result:
