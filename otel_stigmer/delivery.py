@@ -11,6 +11,7 @@ preference to intermediate ones, and every drop is counted by reason.
 from __future__ import annotations
 
 import collections
+import itertools
 import logging
 import os
 import random
@@ -19,10 +20,12 @@ import time
 import weakref
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Any, Protocol
 
 import grpc
 from opentelemetry import context as otel_context
+from opentelemetry.trace import SpanContext
+from opentelemetry.util.types import Attributes
 
 from otel_stigmer.events import TERMINAL_EVENT_TYPES, WorkflowProgressEvent
 from otel_stigmer.exceptions import CallbackError
@@ -49,6 +52,8 @@ _BACKOFF_SLICE = 0.05
 START = 0
 END = 1
 Record = tuple[int, SpanLike]
+# A queued record: kind, span, terminal, weight in events.
+_Queued = tuple[int, SpanLike, bool, int]
 
 
 class Spool(Protocol):
@@ -110,8 +115,18 @@ class Sender:
     """
 
     _thread: threading.Thread | None
-    _input: collections.deque[tuple[int, SpanLike, bool]]
+    _input: collections.deque[_Queued]
     _outbox: collections.deque[tuple[WorkflowProgressEvent, int]]
+    _input_weight: int
+    _input_intermediate: int
+    _input_strippable: int
+    _outbox_intermediate: int
+    _evict_hint: int
+    _submitted: int
+    _submitted_dropped: int
+    _mapped: int
+    _assigned: int
+    _settled: int
 
     def __init__(
         self,
@@ -150,12 +165,24 @@ class Sender:
             return
         if self._pid != os.getpid():
             self._after_fork()
+        weight = _weight(kind, span)
         with self._lock:
-            queue = self._input
-            if len(queue) >= self._max_queue_size and not self._make_room(queue, terminal):
-                self._stats.dropped["queue_full"] += 1
-                return
-            queue.append((kind, span, terminal))
+            # The input queue is bounded in events, not spans: a span with many span
+            # events weighs as much as the events it becomes, so memory follows the bound.
+            over = self._input_weight + weight - self._max_queue_size
+            if over > 0 and self._input and not (terminal and self._make_room(over)):
+                if not (terminal and self._make_room(over - (weight - 1))):
+                    self._stats.dropped["queue_full"] += weight
+                    return
+                # Keep the outcome of this span, not its span events.
+                self._stats.dropped["queue_full"] += weight - 1
+                span, weight = _outcome_of(span), 1
+            self._input.append((kind, span, terminal, weight))
+            self._input_weight += weight
+            if not terminal:
+                self._input_intermediate += weight
+            elif weight > 1:
+                self._input_strippable += weight - 1
             self._stats.records += 1
             self._submitted += 1
         if self._idle:
@@ -163,18 +190,40 @@ class Sender:
         if self._thread is None:
             self._start_thread()
 
-    def _make_room(
-        self, queue: collections.deque[tuple[int, SpanLike, bool]], terminal: bool
-    ) -> bool:
-        if not terminal:
+    def _make_room(self, needed: int) -> bool:
+        """Free ``needed`` slots for a terminal record; False (and nothing freed) if impossible.
+
+        Intermediate records go first, oldest first; then queued terminal records lose their
+        span events and keep only their outcome. The counters spare the business thread a
+        scan that cannot succeed.
+        """
+        if needed <= 0:
+            return True
+        if self._input_intermediate + self._input_strippable < needed:
             return False
-        for index, (_, _, queued_terminal) in enumerate(queue):
-            if not queued_terminal:
-                del queue[index]
-                self._stats.dropped["queue_full"] += 1
+        kept: collections.deque[_Queued] = collections.deque()
+        freed = 0
+        for item in self._input:
+            if freed < needed and not item[2]:
+                freed += item[3]
+                self._input_intermediate -= item[3]
                 self._submitted_dropped += 1
-                return True
-        return False
+            else:
+                kept.append(item)
+        if freed < needed:
+            stripped: collections.deque[_Queued] = collections.deque()
+            for kind, span, terminal, weight in kept:
+                if freed < needed and weight > 1:
+                    freed += weight - 1
+                    self._input_strippable -= weight - 1
+                    stripped.append((kind, _outcome_of(span), terminal, 1))
+                else:
+                    stripped.append((kind, span, terminal, weight))
+            kept = stripped
+        self._stats.dropped["queue_full"] += freed
+        self._input = kept
+        self._input_weight -= freed
+        return True
 
     # ---- control ----------------------------------------------------------------------
 
@@ -290,8 +339,9 @@ class Sender:
                     return
                 records = list(self._input)
                 self._input.clear()
+                self._input_weight = self._input_intermediate = self._input_strippable = 0
             events: list[WorkflowProgressEvent] = []
-            for kind, span, _ in records:
+            for kind, span, _, _ in records:
                 try:
                     mapped = started_events(span) if kind == START else ended_events(span)
                 except Exception:  # a span we cannot read must not stop delivery
@@ -320,20 +370,35 @@ class Sender:
                 self._settle_dropped([event], "queue_full")
                 continue
             outbox.append((event, event.ByteSize()))
+            if not terminal:
+                self._outbox_intermediate += 1
             self._stats.enqueued += 1
         with self._progress:
             self._assigned += len(events)
 
     def _evict_for(self, terminal: bool) -> bool:
-        if not terminal:
+        if not terminal or not self._outbox_intermediate:
             return False
         outbox = self._outbox
-        for index, (event, _) in enumerate(outbox):
-            if event.event_type not in TERMINAL_EVENT_TYPES:
-                del outbox[index]
-                self._settle_dropped([event], "queue_full", counted=True)
-                return True
+        # Every event before the last eviction point is terminal: start the scan there, so
+        # a full outbox costs one step per eviction instead of a scan of the whole outbox.
+        for start in (self._evict_hint, 0):
+            for index, (event, _) in enumerate(itertools.islice(outbox, start, None), start):
+                if event.event_type not in TERMINAL_EVENT_TYPES:
+                    del outbox[index]
+                    self._outbox_intermediate -= 1
+                    self._evict_hint = index
+                    self._settle_dropped([event], "queue_full", counted=True)
+                    return True
         return False
+
+    def _pop_head(self, count: int) -> list[tuple[WorkflowProgressEvent, int]]:
+        head = [self._outbox.popleft() for _ in range(count)]
+        self._outbox_intermediate -= sum(
+            1 for event, _ in head if event.event_type not in TERMINAL_EVENT_TYPES
+        )
+        self._evict_hint = max(0, self._evict_hint - count)
+        return head
 
     def _send_head(self) -> CallbackError | None:
         batch: list[WorkflowProgressEvent] = []
@@ -355,8 +420,7 @@ class Sender:
         except Exception as error:  # a broken sink is treated like an unavailable receiver
             _log.exception("otel-stigmer event sink failed")
             return CallbackError(grpc.StatusCode.UNKNOWN, type(error).__name__)
-        for _ in batch:
-            self._outbox.popleft()
+        self._pop_head(len(batch))
         rejected_ids = {event.event_id for event in rejected}
         if rejected_ids:
             _log.error(
@@ -371,10 +435,13 @@ class Sender:
         self, batch: list[WorkflowProgressEvent], delivered_ids: frozenset[str]
     ) -> None:
         # The batch is the head of the outbox; keep its undelivered events there, in order.
-        head = [self._outbox.popleft() for _ in batch]
-        self._outbox.extendleft(
-            reversed([item for item in head if item[0].event_id not in delivered_ids])
+        head = self._pop_head(len(batch))
+        kept = [item for item in head if item[0].event_id not in delivered_ids]
+        self._outbox.extendleft(reversed(kept))
+        self._outbox_intermediate += sum(
+            1 for event, _ in kept if event.event_type not in TERMINAL_EVENT_TYPES
         )
+        self._evict_hint = 0
         delivered = [event for event in batch if event.event_id in delivered_ids]
         self._stats.sent += len(delivered)
         self._settle(delivered)
@@ -462,8 +529,13 @@ class Sender:
         self._stop = threading.Event()
         self._input = collections.deque()
         self._outbox = collections.deque()
+        self._outbox_intermediate = 0
+        self._evict_hint = 0
         self._thread = None
         self._idle = False
+        self._input_weight = 0
+        self._input_intermediate = 0
+        self._input_strippable = 0
         self._submitted = 0
         self._submitted_dropped = 0
         self._mapped = 0
@@ -478,6 +550,8 @@ class Sender:
             _log.info("otel-stigmer: %d undelivered events restored from the spool", len(restored))
             for event in restored:
                 self._outbox.append((event, event.ByteSize()))
+                if event.event_type not in TERMINAL_EVENT_TYPES:
+                    self._outbox_intermediate += 1
             self._assigned += len(restored)
             self._stats.enqueued += len(restored)
             self._start_thread()
@@ -487,6 +561,48 @@ class Sender:
         # thread (and, in the gRPC sink, its own channel).
         self._reset_runtime_state()
         self._stats = DeliveryStats()
+
+
+def _weight(kind: int, span: SpanLike) -> int:
+    """The number of events a record can become (span events plus the outcome)."""
+    if kind == START:
+        return 1
+    try:
+        return 1 + len(span.events)
+    except Exception:  # an unreadable span still takes one slot
+        return 1
+
+
+@dataclass(frozen=True)
+class _Outcome:
+    """What the outcome of an ended span needs: the span without its other span events.
+
+    Queued in place of a span whose span events had to be dropped, so the memory the span
+    and its events hold is released at once.
+    """
+
+    name: str
+    context: SpanContext | None
+    parent: SpanContext | None
+    start_time: int | None
+    end_time: int | None
+    attributes: Attributes
+    events: tuple[Any, ...]
+    status: Any
+
+
+def _outcome_of(span: SpanLike) -> SpanLike:
+    exceptions = [event for event in span.events if event.name == "exception"]
+    return _Outcome(
+        span.name,
+        span.context,
+        span.parent,
+        span.start_time,
+        span.end_time,
+        span.attributes,
+        tuple(exceptions[-1:]),
+        span.status,
+    )
 
 
 def _span_name(span: SpanLike) -> str:
