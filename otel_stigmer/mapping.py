@@ -79,24 +79,6 @@ _MARKER_STATUS: dict[str, str] = {
     EventType.TASK_CANCELLED.value: Status.CANCELLED.value,
     **_SPAN_EVENT_STATUS,
 }
-# Attributes that drive the mapping itself; never copied into metadata.
-_CONTROL_KEYS = frozenset(
-    {
-        conv.WORKFLOW_EXECUTION_ID,
-        conv.WORKFLOW_NAME,
-        conv.TASK_NAME,
-        conv.TASK_ATTEMPT,
-        conv.ERROR_CODE,
-        conv.STATUS,
-        conv.PROGRESS,
-        conv.MESSAGE,
-        conv.EVENT_TYPE,
-        "exception.type",
-        "exception.message",
-        "exception.stacktrace",
-        "exception.escaped",
-    }
-)
 
 
 class Role:
@@ -246,8 +228,8 @@ def _base(
     suffix: str,
 ) -> WorkflowProgressEvent:
     ctx = span.context
-    trace_id = format(ctx.trace_id, "032x") if ctx is not None else ""
-    span_id = format(ctx.span_id, "016x") if ctx is not None else ""
+    trace_id = f"{ctx.trace_id:032x}" if ctx is not None else ""
+    span_id = f"{ctx.span_id:016x}" if ctx is not None else ""
     parent = span.parent
     event = WorkflowProgressEvent(
         workflow_execution_id=_text(attrs.get(conv.WORKFLOW_EXECUTION_ID), MAX_ID_CHARS),
@@ -261,7 +243,7 @@ def _base(
         event_id=f"{trace_id}{span_id}.{suffix}",
         trace_id=trace_id,
         span_id=span_id,
-        parent_span_id=format(parent.span_id, "016x") if parent is not None else "",
+        parent_span_id=f"{parent.span_id:016x}" if parent is not None else "",
     )
     if conv.TASK_ATTEMPT in attrs:
         event.attempt = _int(attrs[conv.TASK_ATTEMPT])
@@ -298,16 +280,15 @@ def _fill_progress(event: WorkflowProgressEvent, raw: object) -> None:
 
 def _fill_metadata(event: WorkflowProgressEvent, attrs: Mapping[str, Any]) -> None:
     prefix = conv.METADATA_PREFIX
+    metadata = event.metadata
     for key, value in attrs.items():
-        if len(event.metadata) >= MAX_METADATA_ENTRIES:
-            event.metadata["stigmer.metadata.truncated"] = "true"
+        if not key.startswith(prefix):
+            continue
+        if len(metadata) >= MAX_METADATA_ENTRIES:
+            metadata["stigmer.metadata.truncated"] = "true"
             return
-        if key in _CONTROL_KEYS:
-            continue
-        name = key[len(prefix) :] if key.startswith(prefix) else None
-        if name is None:
-            continue
-        event.metadata[_text(name, MAX_METADATA_KEY_CHARS)] = _text(value, MAX_METADATA_VALUE_CHARS)
+        name = _text(key[len(prefix) :], MAX_METADATA_KEY_CHARS)
+        metadata[name] = _text(value, MAX_METADATA_VALUE_CHARS)
 
 
 def _message(attrs: Mapping[str, Any], default: str) -> str:
@@ -354,6 +335,8 @@ def _attributes(attributes: Attributes) -> Mapping[str, Any]:
 
 def _text(value: object, limit: int) -> str:
     """Render an attribute value as valid UTF-8 text of at most ``limit`` characters."""
+    if type(value) is str and len(value) <= limit and value.isascii():
+        return value  # the common case, without further checks
     if value is None:
         return ""
     if isinstance(value, str):
