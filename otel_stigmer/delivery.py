@@ -478,11 +478,7 @@ class Sender:
             self._drain_input()
 
     def _settle(self, events: Sequence[WorkflowProgressEvent]) -> None:
-        if self._spool is not None:
-            try:
-                self._spool.remove([event.event_id for event in events])
-            except Exception:
-                _log.exception("otel-stigmer could not update the spool")
+        self._unspool(events)
         with self._progress:
             self._settled += len(events)
             self._progress.notify_all()
@@ -497,8 +493,16 @@ class Sender:
             with self._progress:
                 self._settled += len(events)
                 self._progress.notify_all()
-            if self._spool is not None:
-                self._spool.remove([event.event_id for event in events])
+            self._unspool(events)
+
+    def _unspool(self, events: Sequence[WorkflowProgressEvent]) -> None:
+        # A failing spool (disk full, file gone) must never stop the sender thread.
+        if self._spool is None:
+            return
+        try:
+            self._spool.remove([event.event_id for event in events])
+        except Exception:
+            _log.exception("otel-stigmer could not update the spool")
 
     # ---- synchronous mode ---------------------------------------------------------------
 
