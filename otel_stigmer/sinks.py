@@ -107,7 +107,13 @@ class GrpcSink:
                 # INVALID_ARGUMENT refuses the whole batch: send one by one to keep the rest.
             else:
                 return []
-        failures = client.report_progress_many(events, max_in_flight=self._max_in_flight)
+        # One call first: a refused key or a dead receiver then costs one call per retry,
+        # not one per event of the batch.
+        failures = client.report_progress_many(events[:1])
+        probe = failures[0] if failures else None
+        if probe is not None and probe.code != grpc.StatusCode.INVALID_ARGUMENT:
+            raise probe
+        failures += client.report_progress_many(events[1:], max_in_flight=self._max_in_flight)
         rejected = [
             event
             for event, failure in zip(events, failures, strict=True)
