@@ -48,6 +48,8 @@ MAX_METADATA_VALUE_CHARS = 1024
 TRUNCATION_MARKER = "…[truncated "
 
 _EXCEPTION_EVENT = "exception"
+# 9999-12-31T23:59:59Z in ns: later times (a broken clock) are reported at this instant.
+_MAX_TIME_NS = 253_402_300_799 * 1_000_000_000
 _TERMINAL_OR_START = frozenset(
     {
         EventType.WORKFLOW_STARTED.value,
@@ -224,7 +226,7 @@ def _base(
     attrs: Mapping[str, Any],
     event_type: str,
     status: str,
-    time_ns: int,
+    time_ns: object,
     suffix: str,
 ) -> WorkflowProgressEvent:
     ctx = span.context
@@ -238,8 +240,8 @@ def _base(
         or (_text(span.name, MAX_NAME_CHARS) if conv.TASK_NAME not in attrs else ""),
         task_name=_text(attrs.get(conv.TASK_NAME), MAX_NAME_CHARS),
         status=status,
-        timestamp_ms=time_ns // 1_000_000,
-        sequence_number=time_ns // 1_000,
+        timestamp_ms=_clock(time_ns) // 1_000_000,
+        sequence_number=_clock(time_ns) // 1_000,
         event_id=f"{trace_id}{span_id}.{suffix}",
         trace_id=trace_id,
         span_id=span_id,
@@ -354,6 +356,14 @@ def _text(value: object, limit: int) -> str:
         marker = f"{TRUNCATION_MARKER}{removed} chars]"
         text = text[: max(0, limit - len(marker))] + marker
     return text
+
+
+def _clock(value: object) -> int:
+    """A time in ns within 1970..9999, so every derived number fits the int64 fields."""
+    number = _number(value) if not isinstance(value, int) else value
+    if number is None:
+        return 0
+    return int(min(max(number, 0), _MAX_TIME_NS))
 
 
 def _number(value: object) -> float | None:
