@@ -9,6 +9,7 @@ start-to-arrival latencies against their own ``time.monotonic_ns()`` readings.
 
 from __future__ import annotations
 
+import bisect
 import contextlib
 import multiprocessing
 import os
@@ -57,6 +58,7 @@ class ArrivalRecorder:
         self._first_ns = 0
         self._last_ns = 0
         self._arrivals: dict[str, int] = {}
+        self._timeline: list[tuple[int, int]] = []
 
     def note(self, count: int, keys: Iterable[str], now_ns: int) -> None:
         """Record ``count`` items stored at ``now_ns``; ``keys`` are those to time."""
@@ -68,6 +70,7 @@ class ArrivalRecorder:
                 self._count += count
                 self._first_ns = self._first_ns or now_ns
                 self._last_ns = now_ns
+                self._timeline.append((now_ns, self._count))
             self._changed.notify_all()
 
     def stats(self) -> ReceiverStats:
@@ -86,11 +89,18 @@ class ArrivalRecorder:
         with self._changed:
             return dict(self._arrivals)
 
+    def count_at(self, when_ns: int) -> int:
+        """Items stored at or before ``when_ns``."""
+        with self._changed:
+            index = bisect.bisect_right(self._timeline, (when_ns, self._count + 1))
+            return self._timeline[index - 1][1] if index else 0
+
     def reset(self) -> None:
         """Forget everything recorded."""
         with self._changed:
             self._count = self._first_ns = self._last_ns = 0
             self._arrivals = {}
+            self._timeline = []
 
 
 class _RecordingStore(EventStore):
@@ -156,6 +166,8 @@ def _serve(conn: Connection, kind: str, batch_enabled: bool, db_path: str) -> No
             elif command == "wait":
                 count, timeout = argument
                 conn.send(recorder.wait_for(count, timeout))
+            elif command == "count_at":
+                conn.send(recorder.count_at(argument))
             elif command == "arrivals":
                 conn.send(recorder.arrivals())
             elif command == "reset":
@@ -232,6 +244,12 @@ class ReceiverProcess:
         """First arrival (monotonic ns) of each started event (Stigmer) or span (OTLP)."""
         result = self._ask("arrivals")
         assert isinstance(result, dict)
+        return result
+
+    def count_at(self, when_ns: int) -> int:
+        """Items stored at or before ``when_ns`` (CLOCK_MONOTONIC ns)."""
+        result = self._ask("count_at", when_ns)
+        assert isinstance(result, int)
         return result
 
     def reset(self) -> None:

@@ -189,7 +189,31 @@ def _burst(receiver: ReceiverProcess, params: Params) -> tuple[float, int, Resul
     stats = receiver.stats()
     lost = max(int(result["dropped"]), int(result["produced"]) - stats.count)
     result["received"] = stats.count
+    # Split the rate at the end of production: while the producer ran, and the backlog after.
+    during = receiver.count_at(result["produce_end_ns"])
+    result["received_while_producing"] = during
+    result["received_last_ns"] = stats.last_ns
     return _delivered_per_s(result, stats), lost, result
+
+
+def _phases(results: Sequence[Result]) -> str:
+    """Producer time, and stored/s while producing and for the backlog after."""
+    producing = [(r["produce_end_ns"] - r["start_ns"]) / 1e9 for r in results]
+    during = [r["received_while_producing"] / s for r, s in zip(results, producing, strict=True)]
+    after = [
+        (r["received"] - r["received_while_producing"])
+        / ((r["received_last_ns"] - r["produce_end_ns"]) / 1e9)
+        for r in results
+        if r["received_last_ns"] > r["produce_end_ns"]
+        and r["received"] > r["received_while_producing"]
+    ]
+    text = (
+        f"producing took {_fmt(summarize(producing), 2)} s, "
+        f"{_fmt(summarize(during), 0)}/s stored meanwhile"
+    )
+    if after:
+        text += f", backlog after at {_fmt(summarize(after), 0)}/s"
+    return text
 
 
 def throughput(sizes: Sizes, raw: dict[str, Any]) -> list[Row]:
@@ -235,7 +259,7 @@ def throughput(sizes: Sizes, raw: dict[str, Any]) -> list[Row]:
         reps = len(rates[name])
         return (
             f"{_fmt(summarize(rates[name]), 0)} {unit}/s; lost {_fmt(summarize(lost[name]), 0)}"
-            f" of {size:,} ({reps} rep{'s' if reps > 1 else ''})"
+            f" of {size:,} ({reps} rep{'s' if reps > 1 else ''}); {_phases(results[name])}"
         )
 
     ours = summarize(rates["stigmer"])
