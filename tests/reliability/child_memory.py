@@ -10,6 +10,7 @@ import json
 import logging
 import os
 import sys
+import time
 
 from opentelemetry.sdk.trace import TracerProvider
 
@@ -19,7 +20,8 @@ from otel_stigmer.retry import RetryPolicy
 
 WORKFLOWS = 1000
 TASKS = 6
-PROGRESS_PER_TASK = 31  # 1000 x (2 + 6 x (2 + 31)) = 200 000 events, 7 000 of them terminal
+PROGRESS_PER_TASK = 31
+TOTAL = WORKFLOWS * (2 + TASKS * (2 + PROGRESS_PER_TASK))  # 200 000, 7 000 of them outcomes
 
 
 def rss_bytes() -> int:
@@ -50,8 +52,14 @@ def main() -> None:
                         span.add_event(conv.PROGRESS_EVENT, {conv.PROGRESS: step})
         if index % 50 == 0:
             peak = max(peak, rss_bytes())
-    # Let the sender map everything still queued, so the outbox is at its full size.
-    pipeline.force_flush(2_000)
+    # Wait until the sender has mapped every queued span: then each event is either in
+    # the outbox or counted as dropped.
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        now = pipeline.stats()
+        if sum(now.dropped.values()) + now.queue_depth == TOTAL:
+            break
+        time.sleep(0.02)  # polling a condition with a deadline
     peak = max(peak, rss_bytes())
     stats = pipeline.stats().as_dict()
     print(json.dumps({"baseline": baseline, "peak": peak, "stats": stats}), flush=True)

@@ -36,17 +36,23 @@ def test_wrong_key_one_call_per_backoff_window_and_one_error_line(
         pipeline = configure(
             StigmerConfig.from_env(env), tracer_provider=provider, retry_policy=FAST
         )
+        started = time.monotonic()
         run_workflows(provider.get_tracer("runner"), "denied", workflows=3, tasks=4)
         assert wait_until(lambda: pipeline.stats().unauthenticated_calls >= 1, timeout=30)
-        first_refusal = time.monotonic()
-        # Watch for the first backoff window (2 s); this wait is the observation period.
-        wait_until(lambda: time.monotonic() - first_refusal >= 1.8, timeout=10)
+        # Observe for about one backoff window; the bound below holds for any window.
+        wait_until(lambda: time.monotonic() - started >= 1.5, timeout=10)
         calls = server.faults.calls
+        elapsed = time.monotonic() - started
+        # Auth backoff is >= 2 s, doubling: n calls need at least 2 (n - 1) seconds.
+        windows = 1 + int(elapsed // 2.0)
         if batch_enabled:
-            assert calls == {"report_progress_batch": 1}
+            assert 1 <= calls.get("report_progress_batch", 0) <= windows
+            assert "report_progress" not in calls
         else:
-            # An older receiver: one UNIMPLEMENTED batch call, then one unary call, not 42.
-            assert calls == {"report_progress_batch": 1, "report_progress": 1}
+            # An older receiver: one UNIMPLEMENTED batch call, then one unary call per
+            # window, not one per queued event.
+            assert calls.get("report_progress_batch", 0) == 1
+            assert 1 <= calls.get("report_progress", 0) <= windows
         stats = pipeline.stats()
         assert stats.sent == 0
         assert not stats.dropped  # kept for when the key is fixed
