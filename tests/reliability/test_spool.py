@@ -204,6 +204,12 @@ def test_spool_directory_not_writable(tmp_path: Path) -> None:
         locked.chmod(0o700)
 
 
+@pytest.mark.skipif(not Path("/proc/self").is_dir(), reason="needs Linux procfs")
+def test_spool_file_that_cannot_be_created() -> None:
+    """A directory where no file can be created, even by root: ConfigError at configure."""
+    _assert_config_error("/proc/stigmer-spool.db", "cannot be used as a spool")
+
+
 class BrokenSpool:
     """A spool whose disk went away after start-up: every write fails."""
 
