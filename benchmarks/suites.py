@@ -471,7 +471,7 @@ def scaling(sizes: Sizes, raw: dict[str, Any]) -> list[Row]:
             key = f"executions={executions},threads={threads}"
             results[key] = {"burst": burst, "liveness": live, "latencies_ms": latencies}
             label = (
-                f"{executions:,} concurrent executions, 1 thread"
+                f"{executions:,} concurrent execution{'s' if executions > 1 else ''}, 1 thread"
                 if threads == 1
                 else f"{threads} producer threads, one execution each"
             )
