@@ -1,4 +1,4 @@
-"""Hostile input catalogue: each case has one defined behaviour (see docs/reliability.md).
+"""Hostile input catalogue: each case has one defined behaviour (see the README, "Reliability").
 
 Span-level cases feed spans to the live processor (SDK spans, or ``ReadableSpan`` objects
 built by hand, which skip the SDK's attribute checks as a foreign exporter's spans may)
