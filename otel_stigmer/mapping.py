@@ -142,7 +142,7 @@ def role_of(attributes: Attributes) -> str | None:
 
 def started_events(span: SpanLike) -> list[WorkflowProgressEvent]:
     """Events for a span's start: ``workflow_started`` / ``task_started``, or a marker's event."""
-    attrs = _attributes(span.attributes)
+    attrs = _attributes_of(span)
     role = role_of(attrs)
     if role is None:
         return []
@@ -151,7 +151,7 @@ def started_events(span: SpanLike) -> list[WorkflowProgressEvent]:
         event_type = _text(attrs.get(conv.EVENT_TYPE), MAX_NAME_CHARS)
         if event_type not in _MARKER_STATUS:
             return []
-        event = _base(span, attrs, event_type, _MARKER_STATUS[event_type], time_ns, "m")
+        event = _base(_Identity(span, attrs), event_type, _MARKER_STATUS[event_type], time_ns, "m")
         event.message = _message(attrs, "") or _default_message(event)
         if event_type.endswith(("_failed", "_retry")):
             _fill_error(event, span, attrs, _last_exception(span.events))
@@ -159,23 +159,26 @@ def started_events(span: SpanLike) -> list[WorkflowProgressEvent]:
     event_type = (
         EventType.TASK_STARTED.value if role == Role.TASK else EventType.WORKFLOW_STARTED.value
     )
-    event = _base(span, attrs, event_type, Status.RUNNING.value, time_ns, "s")
+    event = _base(_Identity(span, attrs), event_type, Status.RUNNING.value, time_ns, "s")
     event.message = _default_message(event)
     return [event]
 
 
 def ended_events(span: SpanLike) -> list[WorkflowProgressEvent]:
     """Events for a span's end: its span events in order, then the terminal event."""
-    attrs = _attributes(span.attributes)
+    attrs = _attributes_of(span)
     role = role_of(attrs)
     if role is None or role == Role.MARKER:
         return []
-    events = _span_event_events(span, attrs, role)
-    events.append(_terminal_event(span, attrs, role))
+    identity = _Identity(span, attrs)
+    events = _span_event_events(span, attrs, role, identity) if span.events else []
+    events.append(_terminal_event(span, attrs, role, identity))
     return events
 
 
-def _terminal_event(span: SpanLike, attrs: Mapping[str, Any], role: str) -> WorkflowProgressEvent:
+def _terminal_event(
+    span: SpanLike, attrs: Mapping[str, Any], role: str, identity: _Identity
+) -> WorkflowProgressEvent:
     prefix = "task_" if role == Role.TASK else "workflow_"
     exception = _last_exception(span.events)
     outcome = _text(attrs.get(conv.STATUS), MAX_NAME_CHARS).lower()
@@ -183,21 +186,21 @@ def _terminal_event(span: SpanLike, attrs: Mapping[str, Any], role: str) -> Work
     failed = span.status.status_code == StatusCode.ERROR
     time_ns = span.end_time or span.start_time or 0
     if cancelled:
-        event = _base(span, attrs, prefix + "cancelled", Status.CANCELLED.value, time_ns, "e")
+        event = _base(identity, prefix + "cancelled", Status.CANCELLED.value, time_ns, "e")
     elif failed and role == Role.TASK and outcome == conv.RETRYING:
-        event = _base(span, attrs, EventType.TASK_RETRY.value, Status.RUNNING.value, time_ns, "e")
+        event = _base(identity, EventType.TASK_RETRY.value, Status.RUNNING.value, time_ns, "e")
         _fill_error(event, span, attrs, exception)
     elif failed:
-        event = _base(span, attrs, prefix + "failed", Status.FAILED.value, time_ns, "e")
+        event = _base(identity, prefix + "failed", Status.FAILED.value, time_ns, "e")
         _fill_error(event, span, attrs, exception)
     else:
-        event = _base(span, attrs, prefix + "completed", Status.COMPLETED.value, time_ns, "e")
+        event = _base(identity, prefix + "completed", Status.COMPLETED.value, time_ns, "e")
     event.message = _message(attrs, "") or event.error.message or _default_message(event)
     return event
 
 
 def _span_event_events(
-    span: SpanLike, attrs: Mapping[str, Any], role: str
+    span: SpanLike, attrs: Mapping[str, Any], role: str, identity: _Identity
 ) -> list[WorkflowProgressEvent]:
     out: list[WorkflowProgressEvent] = []
     for index, span_event in enumerate(span.events):
@@ -207,8 +210,8 @@ def _span_event_events(
         status = _SPAN_EVENT_STATUS.get(name)
         if status is None or name in _TERMINAL_OR_START:
             continue
-        event_attrs = _attributes(span_event.attributes)
-        event = _base(span, attrs, name, status, span_event.timestamp, f"v{index}")
+        event_attrs = _attributes_of(span_event)
+        event = _base(identity, name, status, span_event.timestamp, f"v{index}")
         _fill_metadata(event, event_attrs)
         if conv.TASK_ATTEMPT in event_attrs:
             event.attempt = _int(event_attrs[conv.TASK_ATTEMPT])
@@ -221,36 +224,49 @@ def _span_event_events(
     return out
 
 
+class _Identity:
+    """What every event of one span shares, computed once per span."""
+
+    __slots__ = ("fields", "id_prefix")
+
+    def __init__(self, span: SpanLike, attrs: Mapping[str, Any]) -> None:
+        ctx = span.context
+        trace_id = f"{ctx.trace_id:032x}" if ctx is not None else ""
+        span_id = f"{ctx.span_id:016x}" if ctx is not None else ""
+        parent = span.parent
+        task_name = _text(attrs.get(conv.TASK_NAME), MAX_NAME_CHARS)
+        workflow_name = _text(attrs.get(conv.WORKFLOW_NAME), MAX_NAME_CHARS)
+        if not workflow_name and conv.TASK_NAME not in attrs:
+            workflow_name = _text(span.name, MAX_NAME_CHARS)
+        fields: dict[str, Any] = {
+            "workflow_execution_id": _text(attrs.get(conv.WORKFLOW_EXECUTION_ID), MAX_ID_CHARS),
+            "workflow_name": workflow_name,
+            "task_name": task_name,
+            "trace_id": trace_id,
+            "span_id": span_id,
+            "parent_span_id": f"{parent.span_id:016x}" if parent is not None else "",
+        }
+        if conv.TASK_ATTEMPT in attrs:
+            fields["attempt"] = _int(attrs[conv.TASK_ATTEMPT])
+        metadata = _metadata(attrs)
+        if metadata:
+            fields["metadata"] = metadata
+        self.fields = fields
+        self.id_prefix = f"{trace_id}{span_id}."
+
+
 def _base(
-    span: SpanLike,
-    attrs: Mapping[str, Any],
-    event_type: str,
-    status: str,
-    time_ns: object,
-    suffix: str,
+    identity: _Identity, event_type: str, status: str, time_ns: object, suffix: str
 ) -> WorkflowProgressEvent:
-    ctx = span.context
-    trace_id = f"{ctx.trace_id:032x}" if ctx is not None else ""
-    span_id = f"{ctx.span_id:016x}" if ctx is not None else ""
-    parent = span.parent
-    event = WorkflowProgressEvent(
-        workflow_execution_id=_text(attrs.get(conv.WORKFLOW_EXECUTION_ID), MAX_ID_CHARS),
+    clock = _clock(time_ns)
+    return WorkflowProgressEvent(
         event_type=event_type,
-        workflow_name=_text(attrs.get(conv.WORKFLOW_NAME), MAX_NAME_CHARS)
-        or (_text(span.name, MAX_NAME_CHARS) if conv.TASK_NAME not in attrs else ""),
-        task_name=_text(attrs.get(conv.TASK_NAME), MAX_NAME_CHARS),
         status=status,
-        timestamp_ms=_clock(time_ns) // 1_000_000,
-        sequence_number=_clock(time_ns) // 1_000,
-        event_id=f"{trace_id}{span_id}.{suffix}",
-        trace_id=trace_id,
-        span_id=span_id,
-        parent_span_id=f"{parent.span_id:016x}" if parent is not None else "",
+        timestamp_ms=clock // 1_000_000,
+        sequence_number=clock // 1_000,
+        event_id=identity.id_prefix + suffix,
+        **identity.fields,
     )
-    if conv.TASK_ATTEMPT in attrs:
-        event.attempt = _int(attrs[conv.TASK_ATTEMPT])
-    _fill_metadata(event, attrs)
-    return event
 
 
 def _fill_error(
@@ -280,17 +296,26 @@ def _fill_progress(event: WorkflowProgressEvent, raw: object) -> None:
     event.task_progress = int(min(100.0, max(0.0, value)))
 
 
-def _fill_metadata(event: WorkflowProgressEvent, attrs: Mapping[str, Any]) -> None:
+def _metadata(attrs: Mapping[str, Any], room: int = MAX_METADATA_ENTRIES) -> dict[str, str]:
     prefix = conv.METADATA_PREFIX
-    metadata = event.metadata
+    metadata: dict[str, str] = {}
     for key, value in attrs.items():
         if not key.startswith(prefix):
             continue
-        if len(metadata) >= MAX_METADATA_ENTRIES:
+        if len(metadata) >= room:
             metadata["stigmer.metadata.truncated"] = "true"
-            return
-        name = _text(key[len(prefix) :], MAX_METADATA_KEY_CHARS)
-        metadata[name] = _text(value, MAX_METADATA_VALUE_CHARS)
+            break
+        metadata[_text(key[len(prefix) :], MAX_METADATA_KEY_CHARS)] = _text(
+            value, MAX_METADATA_VALUE_CHARS
+        )
+    return metadata
+
+
+def _fill_metadata(event: WorkflowProgressEvent, attrs: Mapping[str, Any]) -> None:
+    room = MAX_METADATA_ENTRIES - len(event.metadata)
+    if room <= 0:
+        return
+    event.metadata.update(_metadata(attrs, room))
 
 
 def _message(attrs: Mapping[str, Any], default: str) -> str:
@@ -322,6 +347,19 @@ def _is_cancellation(exception: _EventLike | None) -> bool:
         return False
     exc_type = _attributes(exception.attributes).get("exception.type")
     return isinstance(exc_type, str) and exc_type.rsplit(".", 1)[-1] == "CancelledError"
+
+
+def _attributes_of(item: object) -> Mapping[str, Any]:
+    """A private copy of a span's or span event's attributes.
+
+    The SDK keeps them in ``BoundedAttributes``, whose public view copies key by key in
+    Python; its underlying dict copies at C speed, atomically under the GIL (so a span
+    still being written to by the business thread is read consistently).
+    """
+    raw = getattr(getattr(item, "_attributes", None), "_dict", None)
+    if isinstance(raw, dict):
+        return dict(raw)
+    return _attributes(getattr(item, "attributes", None))
 
 
 def _attributes(attributes: Attributes) -> Mapping[str, Any]:
