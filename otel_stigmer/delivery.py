@@ -45,6 +45,8 @@ MAX_BATCH_BYTES = 3 * 1024 * 1024
 _AUTH_INITIAL_BACKOFF = 2.0
 _AUTH_CODES = frozenset({grpc.StatusCode.UNAUTHENTICATED, grpc.StatusCode.PERMISSION_DENIED})
 _IDLE_WAIT = 1.0
+#: How long the sender waits, once woken, for more records to share a pass (seconds).
+_LINGER = 0.002
 # While backing off, keep mapping new records into the outbox at this interval.
 _BACKOFF_SLICE = 0.05
 
@@ -213,7 +215,7 @@ class Sender:
                 self._input_strippable += weight - 1
             self._stats.records += 1
             self._submitted += 1
-        if self._idle:
+        if self._idle and not self._wake.is_set():
             self._wake.set()
         if self._thread is None:
             self._start_thread()
@@ -346,8 +348,11 @@ class Sender:
                 if self._stop.is_set():
                     return
                 self._idle = True
-                if not self._input:
-                    self._wake.wait(_IDLE_WAIT)
+                if not self._input and self._wake.wait(_IDLE_WAIT):
+                    # Woken by the first record after a pause: let a few more arrive so
+                    # that one pass maps and sends them together, instead of one wake-up,
+                    # GIL hand-over and call per span while a producer is busy.
+                    self._stop.wait(_LINGER)
                 self._idle = False
                 self._wake.clear()
                 continue
