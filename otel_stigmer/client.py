@@ -144,6 +144,7 @@ class CallbackClient:
             [self._key], maxlen=_MAX_REMEMBERED_KEYS
         )
         self._metadata = self._auth_metadata(self._key)
+        self._key_rejected = False
         self._warned: set[tuple[str, str]] = set()
         # Channels of a parent process are kept, never closed, in a forked child: closing
         # them there could block on the parent's gRPC threads, which the child lacks.
@@ -367,6 +368,10 @@ class CallbackClient:
                     self._stub = progress_pb2_grpc.WorkflowRunnerCommandControllerStub(
                         self._channel
                     )
+        if self._key_rejected:
+            # The key was refused: read the file again before each call until it changes,
+            # so a key rotated during a backoff is used by the very next attempt.
+            self._reload_key()
         return self._stub, self._metadata
 
     def _closed_error(self) -> CallbackError:
@@ -389,6 +394,7 @@ class CallbackClient:
             code, self._scrub(str(details or "")), retry_delay=_retry_delay(error)
         )
         if code is grpc.StatusCode.UNAUTHENTICATED:
+            self._key_rejected = self._config.api_key_file is not None
             self._reload_key()
         if code in _WARN_CODES:
             self._warn_once(failure, "the event was not delivered and will not be retried")
@@ -422,6 +428,7 @@ class CallbackClient:
         with self._lock:
             if key == self._key:
                 return
+            self._key_rejected = False
             self._key = key
             self._known_keys.append(key)
             self._metadata = self._auth_metadata(key)
