@@ -278,7 +278,7 @@ def _fill_error(
     exc_attrs = _attributes(exception.attributes) if exception is not None else {}
     code = _text(attrs.get(conv.ERROR_CODE), MAX_NAME_CHARS) or _text(
         exc_attrs.get("exception.type"), MAX_NAME_CHARS
-    )
+    ).removeprefix("__main__.")
     message = _text(exc_attrs.get("exception.message"), MAX_MESSAGE_CHARS)
     if not message:
         message = _text(getattr(span.status, "description", None), MAX_MESSAGE_CHARS)

@@ -218,3 +218,16 @@ def test_oversized_and_odd_values_are_bounded(
     assert TRUNCATION_MARKER in done.message
     assert dict(done.metadata) == {"rows": "12", "tags": "[a, b]", "emoji": "ok \U0001f680"}
     assert done.ByteSize() < 16_000
+
+
+def test_error_code_of_a_script_exception_has_no_main_prefix(
+    spans: tuple[TracerProvider, InMemorySpanExporter],
+) -> None:
+    """An exception class defined in the running script reports its bare name as the code."""
+    error = type("GatewayTimeoutError", (ConnectionError,), {"__module__": "__main__"})
+    with (
+        pytest.raises(ConnectionError),
+        spans[0].get_tracer("t").start_as_current_span("pay", attributes=TASK),
+    ):
+        raise error("timed out")
+    assert ended_events(_one(spans))[0].error.code == "GatewayTimeoutError"
