@@ -2,20 +2,15 @@
 
 from __future__ import annotations
 
-import os
-import queue
 import re
 import signal
-import subprocess
 import sys
-import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from line_process import LineProcess, clean_env
 
-import otel_stigmer
 from otel_stigmer import CallbackClient, StigmerConfig
 from otel_stigmer.events import (
     ErrorDetails,
@@ -25,83 +20,28 @@ from otel_stigmer.events import (
 )
 
 CANARY = "canary-tail-key-0c3d9e"
-REPO_ROOT = str(Path(otel_stigmer.__file__).resolve().parent.parent)
 PAGE = re.compile(r"live page on (http://\S+)")
 GRPC = re.compile(r"receiver listening on (\S+) ")
 
 
-class _Proc:
-    """A CLI subprocess whose output lines are read as they come."""
-
-    def __init__(self, args: list[str], env: dict[str, str], *, merge: bool = True) -> None:
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "otel_stigmer.cli", *args],
-            env=env,
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT if merge else subprocess.PIPE,
-            text=True,
-        )
-        self.lines: queue.Queue[str] = queue.Queue()
-        self.output: list[str] = []
-        self._reader = threading.Thread(target=self._read, daemon=True)
-        self._reader.start()
-
-    def _read(self) -> None:
-        assert self.proc.stdout is not None
-        for line in self.proc.stdout:
-            self.output.append(line)
-            self.lines.put(line)
-
-    def wait_for(self, pattern: re.Pattern[str], timeout: float = 30.0) -> re.Match[str]:
-        deadline = time.monotonic() + timeout
-        while True:
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                raise AssertionError(f"no line matching {pattern.pattern!r} in:\n{self.text()}")
-            try:
-                line = self.lines.get(timeout=remaining)
-            except queue.Empty:
-                continue
-            match = pattern.search(line)
-            if match:
-                return match
-
-    def text(self) -> str:
-        return "".join(self.output)
-
-    def finish(self, timeout: float = 30.0) -> int:
-        code = self.proc.wait(timeout=timeout)
-        self._reader.join(timeout=10)
-        return code
-
-    def close(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.kill()
-        self.proc.wait(timeout=30)
-        self._reader.join(timeout=10)
-        for stream in (self.proc.stdout, self.proc.stderr):
-            if stream is not None:
-                stream.close()
+def _cli(args: list[str], env: dict[str, str], *, merge: bool = True) -> LineProcess:
+    """An ``otel-stigmer`` subprocess whose output lines are read as they come."""
+    return LineProcess([sys.executable, "-m", "otel_stigmer.cli", *args], env, merge=merge)
 
 
-def _env(**extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("STIGMER_")}
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [REPO_ROOT, env.get("PYTHONPATH")]))
-    env.update(extra)
-    return env
+_env = clean_env
 
 
 @pytest.fixture
-def procs() -> Iterator[list[_Proc]]:
-    started: list[_Proc] = []
+def procs() -> Iterator[list[LineProcess]]:
+    started: list[LineProcess] = []
     yield started
     for proc in started:
         proc.close()
 
 
-def _serve(db: Path, procs: list[_Proc]) -> tuple[_Proc, str, str]:
-    serve = _Proc(
+def _serve(db: Path, procs: list[LineProcess]) -> tuple[LineProcess, str, str]:
+    serve = _cli(
         ["serve", "--port", "0", "--http-port", "0", "--db", str(db)],
         _env(STIGMER_SERVER_API_KEYS=CANARY),
     )
@@ -129,14 +69,14 @@ def _run_events(execution_id: str) -> list[WorkflowProgressEvent]:
 
 
 def test_tail_follows_an_execution_live_and_survives_a_restart(
-    tmp_path: Path, procs: list[_Proc]
+    tmp_path: Path, procs: list[LineProcess]
 ) -> None:
     """tail shows events as they arrive and exits 0 at the end; after a restart they are kept."""
     db = tmp_path / "events.db"
     serve, url, endpoint = _serve(db, procs)
     config = StigmerConfig(endpoint, api_key=CANARY, use_tls=False)
     with CallbackClient(config) as client:
-        tail = _Proc(
+        tail = _cli(
             ["tail", "ex-tail", "--url", url, "--no-color"], _env(STIGMER_SERVICE_API_KEY=CANARY)
         )
         procs.append(tail)
@@ -157,7 +97,7 @@ def test_tail_follows_an_execution_live_and_survives_a_restart(
     serve.proc.terminate()
     assert serve.finish() == 0
     _, url, _ = _serve(db, procs)
-    again = _Proc(
+    again = _cli(
         ["tail", "--no-follow", "--url", url, "--no-color"], _env(STIGMER_SERVICE_API_KEY=CANARY)
     )
     procs.append(again)
@@ -169,31 +109,31 @@ def test_tail_follows_an_execution_live_and_survives_a_restart(
 
 
 def test_tail_with_a_wrong_key_says_authentication_failed(
-    tmp_path: Path, procs: list[_Proc]
+    tmp_path: Path, procs: list[LineProcess]
 ) -> None:
     """A key the receiver does not accept makes tail exit 1 naming the key variable."""
     _, url, _ = _serve(tmp_path / "events.db", procs)
-    tail = _Proc(["tail", "--url", url], _env(STIGMER_SERVICE_API_KEY="wrong-key"))
+    tail = _cli(["tail", "--url", url], _env(STIGMER_SERVICE_API_KEY="wrong-key"))
     procs.append(tail)
     assert tail.finish() == 1
     assert "authentication failed: check STIGMER_SERVICE_API_KEY" in tail.text()
 
 
-def test_tail_without_a_key_fails_fast(procs: list[_Proc]) -> None:
+def test_tail_without_a_key_fails_fast(procs: list[LineProcess]) -> None:
     """Without STIGMER_SERVICE_API_KEY tail exits 2 and says which variable to set."""
-    tail = _Proc(["tail"], _env())
+    tail = _cli(["tail"], _env())
     procs.append(tail)
     assert tail.finish() == 2
     assert "STIGMER_SERVICE_API_KEY is not set" in tail.text()
 
 
 def test_tail_reconnects_after_a_receiver_restart_without_repeating_events(
-    tmp_path: Path, procs: list[_Proc]
+    tmp_path: Path, procs: list[LineProcess]
 ) -> None:
     """When the receiver restarts, tail reconnects and resumes after the last event it showed."""
     db = tmp_path / "events.db"
     serve, url, endpoint = _serve(db, procs)
-    tail = _Proc(["tail", "--url", url, "--no-color"], _env(STIGMER_SERVICE_API_KEY=CANARY))
+    tail = _cli(["tail", "--url", url, "--no-color"], _env(STIGMER_SERVICE_API_KEY=CANARY))
     procs.append(tail)
     config = StigmerConfig(endpoint, api_key=CANARY, use_tls=False)
     with CallbackClient(config) as client:
@@ -205,7 +145,7 @@ def test_tail_reconnects_after_a_receiver_restart_without_repeating_events(
     assert serve.finish() == 0
     tail.wait_for(re.compile(r"lost the receiver .*reconnecting"))
     port = url.rstrip("/").rsplit(":", 1)[1]
-    again = _Proc(
+    again = _cli(
         ["serve", "--port", "0", "--http-port", port, "--db", str(db)],
         _env(STIGMER_SERVER_API_KEYS=CANARY),
     )

@@ -2,21 +2,16 @@
 
 from __future__ import annotations
 
-import os
-import queue
 import re
 import signal
-import subprocess
 import sys
-import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import grpc
 import pytest
+from line_process import LineProcess, clean_env
 
-import otel_stigmer
 from otel_stigmer._proto.ai.stigmer.workflow.runner.v1 import progress_pb2_grpc
 from otel_stigmer.events import ReportProgressBatchRequest, WorkflowProgressEvent
 from otel_stigmer.exceptions import ConfigError
@@ -26,70 +21,20 @@ from otel_stigmer.server.store import EventStore
 from otel_stigmer.testing import make_test_certificates
 
 CANARY = "canary-serve-key-91b2c4"
-REPO_ROOT = str(Path(otel_stigmer.__file__).resolve().parent.parent)
 LISTENING = re.compile(r"receiver listening on (\S+) ")
 
 
-class _Serve:
-    """A `python -m otel_stigmer.server` subprocess whose stderr is read line by line."""
-
-    def __init__(self, args: list[str], env: dict[str, str]) -> None:
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "otel_stigmer.server", *args],
-            env=env,
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        self.lines: queue.Queue[str] = queue.Queue()
-        self.output: list[str] = []
-        self._reader = threading.Thread(target=self._read, daemon=True)
-        self._reader.start()
-
-    def _read(self) -> None:
-        assert self.proc.stderr is not None
-        for line in self.proc.stderr:
-            self.output.append(line)
-            self.lines.put(line)
-
-    def wait_for_line(self, pattern: re.Pattern[str], timeout: float = 30.0) -> re.Match[str]:
-        deadline = time.monotonic() + timeout
-        while True:
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                raise AssertionError(f"no line matching {pattern.pattern!r} in:\n{self.text()}")
-            try:
-                line = self.lines.get(timeout=remaining)
-            except queue.Empty:
-                continue
-            match = pattern.search(line)
-            if match:
-                return match
-
-    def text(self) -> str:
-        self._reader.join(timeout=0 if self.proc.poll() is None else 10)
-        return "".join(self.output)
-
-    def close(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.kill()
-        self.proc.wait(timeout=30)
-        if self.proc.stderr is not None:
-            self._reader.join(timeout=10)
-            self.proc.stderr.close()
+def _serve_process(args: list[str], env: dict[str, str]) -> LineProcess:
+    """A ``python -m otel_stigmer.server`` subprocess whose stderr is read line by line."""
+    return LineProcess([sys.executable, "-m", "otel_stigmer.server", *args], env, read="stderr")
 
 
-def _env(**extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("STIGMER_")}
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [REPO_ROOT, env.get("PYTHONPATH")]))
-    env.update(extra)
-    return env
+_env = clean_env
 
 
 @pytest.fixture
-def serve_factory() -> Iterator[list[_Serve]]:
-    started: list[_Serve] = []
+def serve_factory() -> Iterator[list[LineProcess]]:
+    started: list[LineProcess] = []
     yield started
     for s in started:
         s.close()
@@ -97,15 +42,15 @@ def serve_factory() -> Iterator[list[_Serve]]:
 
 @pytest.mark.parametrize("stop_signal", [signal.SIGTERM, signal.SIGINT])
 def test_serve_accepts_events_and_stops_on_signal(
-    tmp_path: Path, serve_factory: list[_Serve], stop_signal: signal.Signals
+    tmp_path: Path, serve_factory: list[LineProcess], stop_signal: signal.Signals
 ) -> None:
     """The serve command logs its endpoint, stores an event, and exits 0 on SIGTERM/SIGINT."""
     db = tmp_path / "events.db"
-    serve = _Serve(
+    serve = _serve_process(
         ["--port", "0", "--db", str(db)], _env(STIGMER_SERVER_API_KEYS=f"other,{CANARY}")
     )
     serve_factory.append(serve)
-    endpoint = serve.wait_for_line(LISTENING).group(1)
+    endpoint = serve.wait_for(LISTENING).group(1)
     assert endpoint.startswith("127.0.0.1:")
     event = WorkflowProgressEvent(
         workflow_execution_id="exec-cli", event_type="workflow_started", event_id="cli-1"
@@ -128,14 +73,14 @@ def test_serve_accepts_events_and_stops_on_signal(
 
 
 def test_serve_falls_back_to_the_client_key_variable(
-    tmp_path: Path, serve_factory: list[_Serve]
+    tmp_path: Path, serve_factory: list[LineProcess]
 ) -> None:
     """With only STIGMER_SERVICE_API_KEY set, the server starts and accepts that key."""
-    serve = _Serve(
+    serve = _serve_process(
         ["--port", "0", "--db", str(tmp_path / "e.db")], _env(STIGMER_SERVICE_API_KEY=CANARY)
     )
     serve_factory.append(serve)
-    endpoint = serve.wait_for_line(LISTENING).group(1)
+    endpoint = serve.wait_for(LISTENING).group(1)
     event = WorkflowProgressEvent(workflow_execution_id="x", event_type="workflow_started")
     with grpc.insecure_channel(endpoint) as channel:
         stub = progress_pb2_grpc.WorkflowRunnerCommandControllerStub(channel)
@@ -147,14 +92,16 @@ def test_serve_falls_back_to_the_client_key_variable(
     assert CANARY not in serve.text()
 
 
-def test_serve_with_tls_and_without_batches(tmp_path: Path, serve_factory: list[_Serve]) -> None:
+def test_serve_with_tls_and_without_batches(
+    tmp_path: Path, serve_factory: list[LineProcess]
+) -> None:
     """--tls-cert/--tls-key serve TLS to a client trusting the CA; --no-batch disables batches."""
     certs = make_test_certificates(tmp_path / "certs")
     args = ["--port", "0", "--db", str(tmp_path / "e.db"), "--no-batch"]
     args += ["--tls-cert", str(certs.server_cert_path), "--tls-key", str(certs.server_key_path)]
-    serve = _Serve(args, _env(STIGMER_SERVER_API_KEYS=CANARY))
+    serve = _serve_process(args, _env(STIGMER_SERVER_API_KEYS=CANARY))
     serve_factory.append(serve)
-    endpoint = serve.wait_for_line(re.compile(r"receiver listening on (\S+) \(tls")).group(1)
+    endpoint = serve.wait_for(re.compile(r"receiver listening on (\S+) \(tls")).group(1)
     event = WorkflowProgressEvent(workflow_execution_id="x", event_type="workflow_started")
     auth = (("authorization", f"Bearer {CANARY}"),)
     credentials = grpc.ssl_channel_credentials(root_certificates=certs.ca_cert)
