@@ -19,7 +19,7 @@ import time
 import weakref
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import grpc
 from opentelemetry import context as otel_context
@@ -31,9 +31,19 @@ from otel_stigmer.exceptions import CallbackError
 from otel_stigmer.mapping import SpanLike, ended_events, started_events
 from otel_stigmer.retry import RetryPolicy
 from otel_stigmer.sequencing import Sequencer
-from otel_stigmer.sinks import EventSink, PartialDeliveryError
+from otel_stigmer.sinks import EventSink, GrpcSink, PartialDeliveryError
 
-__all__ = ["DEFAULT_MAX_BATCH_SIZE", "DEFAULT_MAX_QUEUE_SIZE", "DeliveryStats", "Sender", "Spool"]
+if TYPE_CHECKING:
+    from otel_stigmer.config import StigmerConfig
+
+__all__ = [
+    "DEFAULT_MAX_BATCH_SIZE",
+    "DEFAULT_MAX_QUEUE_SIZE",
+    "DeliveryStats",
+    "Sender",
+    "Spool",
+    "sender_for",
+]
 
 _log = logging.getLogger("otel_stigmer.delivery")
 
@@ -52,7 +62,6 @@ _BACKOFF_SLICE = 0.05
 
 START = 0
 END = 1
-Record = tuple[int, SpanLike]
 # A queued record: kind, span, terminal, weight in events.
 _Queued = tuple[int, SpanLike, bool, int]
 
@@ -675,3 +684,39 @@ def _register_fork_hook(sender: Sender) -> None:
 def _reset_all_after_fork() -> None:
     for sender in list(_senders):
         sender._after_fork()
+
+
+def sender_for(
+    sink: EventSink | None,
+    config: StigmerConfig | None,
+    *,
+    retry_policy: RetryPolicy | None = None,
+    spool: Spool | None = None,
+    synchronous: bool = False,
+    sequencer: Sequencer | None = None,
+) -> Sender:
+    """Build a :class:`Sender` from a sink and/or a config.
+
+    Without a sink, events go to the Stigmer Service of ``config`` (read from the
+    environment when ``config`` is None too); the config also supplies the queue and batch
+    sizes and, with ``spool_path``, a SQLite spool.
+    """
+    if sink is None:
+        if config is None:
+            from otel_stigmer.config import StigmerConfig  # noqa: PLC0415 - avoid a cycle
+
+            config = StigmerConfig.from_env()
+        sink = GrpcSink(config)
+    if spool is None and config is not None and config.spool_path:
+        from otel_stigmer.spool import SqliteSpool  # noqa: PLC0415 - optional feature
+
+        spool = SqliteSpool(config.spool_path)
+    return Sender(
+        sink,
+        max_queue_size=config.max_queue_size if config else DEFAULT_MAX_QUEUE_SIZE,
+        max_batch_size=config.max_batch_size if config else DEFAULT_MAX_BATCH_SIZE,
+        retry_policy=retry_policy,
+        spool=spool,
+        synchronous=synchronous,
+        sequencer=sequencer,
+    )

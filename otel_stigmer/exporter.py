@@ -10,11 +10,11 @@ from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 
 from otel_stigmer import conventions as conv
 from otel_stigmer._guard import swallow_errors
-from otel_stigmer.delivery import END, START, DeliveryStats, Sender
+from otel_stigmer.delivery import END, START, DeliveryStats, sender_for
 from otel_stigmer.events import TERMINAL_EVENT_TYPES
 from otel_stigmer.retry import RetryPolicy
 from otel_stigmer.sequencing import Sequencer
-from otel_stigmer.sinks import EventSink, GrpcSink
+from otel_stigmer.sinks import EventSink
 
 if TYPE_CHECKING:
     from otel_stigmer.config import StigmerConfig
@@ -44,24 +44,9 @@ class StigmerSpanExporter(SpanExporter):
         sink: EventSink | None = None,
         retry_policy: RetryPolicy | None = None,
     ) -> None:
-        if sink is None:
-            from otel_stigmer.config import StigmerConfig  # noqa: PLC0415 - avoid a cycle
-
-            config = config or StigmerConfig.from_env()
-            sink = GrpcSink(config)
-        spool = None
-        if config is not None and config.spool_path:
-            from otel_stigmer.spool import SqliteSpool  # noqa: PLC0415 - optional feature
-
-            spool = SqliteSpool(config.spool_path)
-        self.sender = Sender(
-            sink,
-            max_queue_size=config.max_queue_size if config else 100_000,
-            max_batch_size=config.max_batch_size if config else 500,
-            retry_policy=retry_policy,
-            spool=spool,
-            # Spans arrive when they end, not when they start: number events by time.
-            sequencer=Sequencer(monotonic=False),
+        # Spans arrive when they end, not when they start: number events by time.
+        self.sender = sender_for(
+            sink, config, retry_policy=retry_policy, sequencer=Sequencer(monotonic=False)
         )
         self._shut_down = False
 

@@ -11,10 +11,10 @@ from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor
 from otel_stigmer import _mute
 from otel_stigmer import conventions as conv
 from otel_stigmer._guard import swallow_errors
-from otel_stigmer.delivery import END, START, DeliveryStats, Sender
+from otel_stigmer.delivery import END, START, DeliveryStats, sender_for
 from otel_stigmer.events import TERMINAL_EVENT_TYPES
 from otel_stigmer.retry import RetryPolicy
-from otel_stigmer.sinks import EventSink, GrpcSink
+from otel_stigmer.sinks import EventSink
 
 if TYPE_CHECKING:
     from otel_stigmer.config import StigmerConfig
@@ -55,24 +55,9 @@ class StigmerSpanProcessor(SpanProcessor):
         spool: Spool | None = None,
         mutable: bool = True,
     ) -> None:
-        if sink is None or config is None:
-            from otel_stigmer.config import StigmerConfig  # noqa: PLC0415 - avoid a cycle
-
-            if sink is None:
-                config = config or StigmerConfig.from_env()
-                sink = GrpcSink(config)
-        if spool is None and config is not None and config.spool_path:
-            from otel_stigmer.spool import SqliteSpool  # noqa: PLC0415 - optional feature
-
-            spool = SqliteSpool(config.spool_path)
         self._mutable = mutable
-        self.sender = Sender(
-            sink,
-            max_queue_size=config.max_queue_size if config else 100_000,
-            max_batch_size=config.max_batch_size if config else 500,
-            retry_policy=retry_policy,
-            spool=spool,
-            synchronous=synchronous,
+        self.sender = sender_for(
+            sink, config, retry_policy=retry_policy, spool=spool, synchronous=synchronous
         )
 
     @swallow_errors(None)
