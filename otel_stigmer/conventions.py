@@ -17,6 +17,9 @@ WORKFLOW_NAME: Final = "stigmer.workflow.name"
 TASK_NAME: Final = "stigmer.task.name"
 #: Attempt number of a task (1 for the first attempt).
 TASK_ATTEMPT: Final = "stigmer.task.attempt"
+#: Identity of one task call, shared by all its attempts (each attempt is its own span).
+#: Defaults to the task span's span id, so a task without retries needs nothing here.
+TASK_INSTANCE_ID: Final = "stigmer.task.instance_id"
 #: Explicit error code for a failed span; overrides ``exception.type``.
 ERROR_CODE: Final = "stigmer.error.code"
 #: Explicit outcome: set to ``"cancelled"`` to report a span end as cancelled.

@@ -13,6 +13,7 @@ import concurrent.futures
 import inspect
 import logging
 import os
+import random
 import threading
 import time
 from collections.abc import AsyncGenerator, Callable, Generator, Mapping
@@ -254,8 +255,11 @@ def _function_wrapper(spec: _Spec) -> _Wrapper:
         wrapped: Callable[..., Any], instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]
     ) -> Any:
         attempt = 1
+        call_id = _new_call_id(spec)
         while True:
-            run = _begin(spec, otel_context.get_current(), _Call(wrapped, args, kwargs), attempt)
+            run = _begin(
+                spec, otel_context.get_current(), _Call(wrapped, args, kwargs), attempt, call_id
+            )
             token = _attach(run)
             try:
                 result = wrapped(*args, **kwargs)
@@ -281,8 +285,11 @@ def _coroutine_wrapper(spec: _Spec) -> _Wrapper:
         wrapped: Callable[..., Any], instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]
     ) -> Any:
         attempt = 1
+        call_id = _new_call_id(spec)
         while True:
-            run = _begin(spec, otel_context.get_current(), _Call(wrapped, args, kwargs), attempt)
+            run = _begin(
+                spec, otel_context.get_current(), _Call(wrapped, args, kwargs), attempt, call_id
+            )
             token = _attach(run)
             try:
                 result = await wrapped(*args, **kwargs)
@@ -420,9 +427,16 @@ def _tracer() -> Tracer:
     return cached[1]
 
 
-def _begin(spec: _Spec, parent: Context, call: _Call, attempt: int) -> _Run | None:
+def _new_call_id(spec: _Spec) -> str | None:
+    """A task instance id shared by the attempts of one call (only needed with retries)."""
+    return f"{random.getrandbits(64):016x}" if spec.retries else None
+
+
+def _begin(
+    spec: _Spec, parent: Context, call: _Call, attempt: int, call_id: str | None = None
+) -> _Run | None:
     try:
-        return _begin_span(spec, parent, call, attempt)
+        return _begin_span(spec, parent, call, attempt, call_id)
     except Exception:
         if os.environ.get(RAISE_ENV) == "1":
             raise
@@ -430,7 +444,9 @@ def _begin(spec: _Spec, parent: Context, call: _Call, attempt: int) -> _Run | No
         return None
 
 
-def _begin_span(spec: _Spec, parent: Context, call: _Call, attempt: int) -> _Run:
+def _begin_span(
+    spec: _Spec, parent: Context, call: _Call, attempt: int, call_id: str | None
+) -> _Run:
     attributes: dict[str, AttributeValue] = dict(spec.attributes)
     enclosing_id, enclosing_name = _enclosing_workflow(parent)
     if spec.is_workflow:
@@ -449,6 +465,8 @@ def _begin_span(spec: _Spec, parent: Context, call: _Call, attempt: int) -> _Run
             attributes[conv.WORKFLOW_NAME] = enclosing_name
         if spec.retries:
             attributes[conv.TASK_ATTEMPT] = attempt
+        if call_id:
+            attributes[conv.TASK_INSTANCE_ID] = call_id
     elif not spec.warned:
         spec.warned = True
         _log.warning(

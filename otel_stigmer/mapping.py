@@ -248,6 +248,9 @@ class _Identity:
         }
         if conv.TASK_ATTEMPT in attrs:
             fields["attempt"] = _int(attrs[conv.TASK_ATTEMPT])
+        if task_name:
+            instance_id = _text(attrs.get(conv.TASK_INSTANCE_ID), MAX_ID_CHARS)
+            fields["task_instance_id"] = instance_id or span_id
         metadata = _metadata(attrs)
         if metadata:
             fields["metadata"] = metadata

@@ -479,3 +479,46 @@ def test_instrumentation_failure_never_reaches_business_code(
     with caplog.at_level(logging.ERROR, logger="otel_stigmer"):
         assert asyncio.run(wf()) == 2
     assert "could not start the span" in caplog.text
+
+
+def test_task_instance_id_is_shared_by_attempts_and_differs_between_calls() -> None:
+    """Each call of a task has its own instance id; all attempts of one call share it."""
+    from otel_stigmer.testing import capture_progress
+
+    calls: list[int] = []
+
+    @task(retries=1, retry_on=ConnectionError)
+    def flaky(n: int) -> int:
+        calls.append(n)
+        if calls.count(n) == 1:
+            raise ConnectionError("down")
+        return n
+
+    @task
+    def plain() -> None:
+        return None
+
+    @workflow(execution_id="instances")
+    def wf() -> None:
+        flaky(1)
+        flaky(2)
+        plain()
+        plain()
+
+    with capture_progress() as capture:
+        wf()
+    by_instance: dict[str, list[str]] = {}
+    for event in capture.events:
+        if event.task_name:
+            by_instance.setdefault(event.task_instance_id, []).append(event.event_type)
+        else:
+            assert event.task_instance_id == ""
+    assert sorted(by_instance.values()) == sorted(
+        [
+            ["task_started", "task_retry", "task_started", "task_completed"],
+            ["task_started", "task_retry", "task_started", "task_completed"],
+            ["task_started", "task_completed"],
+            ["task_started", "task_completed"],
+        ]
+    )
+    assert all(instance for instance in by_instance)

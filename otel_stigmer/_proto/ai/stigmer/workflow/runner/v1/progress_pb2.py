@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from google.protobuf import duration_pb2 as google_dot_protobuf_dot_duration__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n,ai/stigmer/workflow/runner/v1/progress.proto\x12\x1d\x61i.stigmer.workflow.runner.v1\x1a\x1egoogle/protobuf/duration.proto\"B\n\x0c\x45rrorDetails\x12\x0c\n\x04\x63ode\x18\x01 \x01(\t\x12\x0f\n\x07message\x18\x02 \x01(\t\x12\x13\n\x0bstack_trace\x18\x03 \x01(\t\"\xfc\x03\n\x15WorkflowProgressEvent\x12\x1d\n\x15workflow_execution_id\x18\x01 \x01(\t\x12\x12\n\nevent_type\x18\x02 \x01(\t\x12\x15\n\rworkflow_name\x18\x03 \x01(\t\x12\x11\n\ttask_name\x18\x04 \x01(\t\x12\x0e\n\x06status\x18\x05 \x01(\t\x12\x0f\n\x07message\x18\x06 \x01(\t\x12\x14\n\x0ctimestamp_ms\x18\x07 \x01(\x03\x12T\n\x08metadata\x18\x08 \x03(\x0b\x32\x42.ai.stigmer.workflow.runner.v1.WorkflowProgressEvent.MetadataEntry\x12:\n\x05\x65rror\x18\t \x01(\x0b\x32+.ai.stigmer.workflow.runner.v1.ErrorDetails\x12\x17\n\x0fsequence_number\x18\n \x01(\x03\x12\x15\n\rtask_progress\x18\x0b \x01(\x05\x12\x10\n\x08\x65vent_id\x18\x0c \x01(\t\x12\x10\n\x08trace_id\x18\r \x01(\t\x12\x0f\n\x07span_id\x18\x0e \x01(\t\x12\x16\n\x0eparent_span_id\x18\x0f \x01(\t\x12\x0f\n\x07\x61ttempt\x18\x10 \x01(\x05\x1a/\n\rMetadataEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"K\n\x13ProgressAckResponse\x12\x10\n\x08\x61\x63\x63\x65pted\x18\x01 \x01(\x08\x12\x0f\n\x07message\x18\x02 \x01(\t\x12\x11\n\tduplicate\x18\x03 \x01(\x08\"b\n\x1aReportProgressBatchRequest\x12\x44\n\x06\x65vents\x18\x01 \x03(\x0b\x32\x34.ai.stigmer.workflow.runner.v1.WorkflowProgressEvent\"C\n\x1bReportProgressBatchResponse\x12\x10\n\x08\x61\x63\x63\x65pted\x18\x01 \x01(\x05\x12\x12\n\nduplicates\x18\x02 \x01(\x05\";\n\tRetryInfo\x12.\n\x0bretry_delay\x18\x01 \x01(\x0b\x32\x19.google.protobuf.Duration2\xaf\x02\n\x1fWorkflowRunnerCommandController\x12{\n\x0freport_progress\x12\x34.ai.stigmer.workflow.runner.v1.WorkflowProgressEvent\x1a\x32.ai.stigmer.workflow.runner.v1.ProgressAckResponse\x12\x8e\x01\n\x15report_progress_batch\x12\x39.ai.stigmer.workflow.runner.v1.ReportProgressBatchRequest\x1a:.ai.stigmer.workflow.runner.v1.ReportProgressBatchResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n,ai/stigmer/workflow/runner/v1/progress.proto\x12\x1d\x61i.stigmer.workflow.runner.v1\x1a\x1egoogle/protobuf/duration.proto\"B\n\x0c\x45rrorDetails\x12\x0c\n\x04\x63ode\x18\x01 \x01(\t\x12\x0f\n\x07message\x18\x02 \x01(\t\x12\x13\n\x0bstack_trace\x18\x03 \x01(\t\"\x96\x04\n\x15WorkflowProgressEvent\x12\x1d\n\x15workflow_execution_id\x18\x01 \x01(\t\x12\x12\n\nevent_type\x18\x02 \x01(\t\x12\x15\n\rworkflow_name\x18\x03 \x01(\t\x12\x11\n\ttask_name\x18\x04 \x01(\t\x12\x0e\n\x06status\x18\x05 \x01(\t\x12\x0f\n\x07message\x18\x06 \x01(\t\x12\x14\n\x0ctimestamp_ms\x18\x07 \x01(\x03\x12T\n\x08metadata\x18\x08 \x03(\x0b\x32\x42.ai.stigmer.workflow.runner.v1.WorkflowProgressEvent.MetadataEntry\x12:\n\x05\x65rror\x18\t \x01(\x0b\x32+.ai.stigmer.workflow.runner.v1.ErrorDetails\x12\x17\n\x0fsequence_number\x18\n \x01(\x03\x12\x15\n\rtask_progress\x18\x0b \x01(\x05\x12\x10\n\x08\x65vent_id\x18\x0c \x01(\t\x12\x10\n\x08trace_id\x18\r \x01(\t\x12\x0f\n\x07span_id\x18\x0e \x01(\t\x12\x16\n\x0eparent_span_id\x18\x0f \x01(\t\x12\x0f\n\x07\x61ttempt\x18\x10 \x01(\x05\x12\x18\n\x10task_instance_id\x18\x11 \x01(\t\x1a/\n\rMetadataEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"K\n\x13ProgressAckResponse\x12\x10\n\x08\x61\x63\x63\x65pted\x18\x01 \x01(\x08\x12\x0f\n\x07message\x18\x02 \x01(\t\x12\x11\n\tduplicate\x18\x03 \x01(\x08\"b\n\x1aReportProgressBatchRequest\x12\x44\n\x06\x65vents\x18\x01 \x03(\x0b\x32\x34.ai.stigmer.workflow.runner.v1.WorkflowProgressEvent\"C\n\x1bReportProgressBatchResponse\x12\x10\n\x08\x61\x63\x63\x65pted\x18\x01 \x01(\x05\x12\x12\n\nduplicates\x18\x02 \x01(\x05\";\n\tRetryInfo\x12.\n\x0bretry_delay\x18\x01 \x01(\x0b\x32\x19.google.protobuf.Duration2\xaf\x02\n\x1fWorkflowRunnerCommandController\x12{\n\x0freport_progress\x12\x34.ai.stigmer.workflow.runner.v1.WorkflowProgressEvent\x1a\x32.ai.stigmer.workflow.runner.v1.ProgressAckResponse\x12\x8e\x01\n\x15report_progress_batch\x12\x39.ai.stigmer.workflow.runner.v1.ReportProgressBatchRequest\x1a:.ai.stigmer.workflow.runner.v1.ReportProgressBatchResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -37,17 +37,17 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_ERRORDETAILS']._serialized_start=111
   _globals['_ERRORDETAILS']._serialized_end=177
   _globals['_WORKFLOWPROGRESSEVENT']._serialized_start=180
-  _globals['_WORKFLOWPROGRESSEVENT']._serialized_end=688
-  _globals['_WORKFLOWPROGRESSEVENT_METADATAENTRY']._serialized_start=641
-  _globals['_WORKFLOWPROGRESSEVENT_METADATAENTRY']._serialized_end=688
-  _globals['_PROGRESSACKRESPONSE']._serialized_start=690
-  _globals['_PROGRESSACKRESPONSE']._serialized_end=765
-  _globals['_REPORTPROGRESSBATCHREQUEST']._serialized_start=767
-  _globals['_REPORTPROGRESSBATCHREQUEST']._serialized_end=865
-  _globals['_REPORTPROGRESSBATCHRESPONSE']._serialized_start=867
-  _globals['_REPORTPROGRESSBATCHRESPONSE']._serialized_end=934
-  _globals['_RETRYINFO']._serialized_start=936
-  _globals['_RETRYINFO']._serialized_end=995
-  _globals['_WORKFLOWRUNNERCOMMANDCONTROLLER']._serialized_start=998
-  _globals['_WORKFLOWRUNNERCOMMANDCONTROLLER']._serialized_end=1301
+  _globals['_WORKFLOWPROGRESSEVENT']._serialized_end=714
+  _globals['_WORKFLOWPROGRESSEVENT_METADATAENTRY']._serialized_start=667
+  _globals['_WORKFLOWPROGRESSEVENT_METADATAENTRY']._serialized_end=714
+  _globals['_PROGRESSACKRESPONSE']._serialized_start=716
+  _globals['_PROGRESSACKRESPONSE']._serialized_end=791
+  _globals['_REPORTPROGRESSBATCHREQUEST']._serialized_start=793
+  _globals['_REPORTPROGRESSBATCHREQUEST']._serialized_end=891
+  _globals['_REPORTPROGRESSBATCHRESPONSE']._serialized_start=893
+  _globals['_REPORTPROGRESSBATCHRESPONSE']._serialized_end=960
+  _globals['_RETRYINFO']._serialized_start=962
+  _globals['_RETRYINFO']._serialized_end=1021
+  _globals['_WORKFLOWRUNNERCOMMANDCONTROLLER']._serialized_start=1024
+  _globals['_WORKFLOWRUNNERCOMMANDCONTROLLER']._serialized_end=1327
 # @@protoc_insertion_point(module_scope)

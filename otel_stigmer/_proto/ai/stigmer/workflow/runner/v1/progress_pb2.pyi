@@ -92,6 +92,7 @@ class WorkflowProgressEvent(_message.Message):
     SPAN_ID_FIELD_NUMBER: _builtins.int
     PARENT_SPAN_ID_FIELD_NUMBER: _builtins.int
     ATTEMPT_FIELD_NUMBER: _builtins.int
+    TASK_INSTANCE_ID_FIELD_NUMBER: _builtins.int
     workflow_execution_id: _builtins.str
     event_type: _builtins.str
     """workflow_started, task_completed, ... (see otel_stigmer.EventType)."""
@@ -114,6 +115,10 @@ class WorkflowProgressEvent(_message.Message):
     parent_span_id: _builtins.str
     attempt: _builtins.int
     """Attempt number of a task (1 for the first attempt), 0 when unknown."""
+    task_instance_id: _builtins.str
+    """One call of a task: the same for all attempts of that call, different between
+    calls (parallel instances of one task included). Empty on workflow events.
+    """
     @_builtins.property
     def metadata(self) -> _containers.ScalarMap[_builtins.str, _builtins.str]: ...
     @_builtins.property
@@ -137,10 +142,11 @@ class WorkflowProgressEvent(_message.Message):
         span_id: _builtins.str = ...,
         parent_span_id: _builtins.str = ...,
         attempt: _builtins.int = ...,
+        task_instance_id: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["error", b"error"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["attempt", b"attempt", "error", b"error", "event_id", b"event_id", "event_type", b"event_type", "message", b"message", "metadata", b"metadata", "parent_span_id", b"parent_span_id", "sequence_number", b"sequence_number", "span_id", b"span_id", "status", b"status", "task_name", b"task_name", "task_progress", b"task_progress", "timestamp_ms", b"timestamp_ms", "trace_id", b"trace_id", "workflow_execution_id", b"workflow_execution_id", "workflow_name", b"workflow_name"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["attempt", b"attempt", "error", b"error", "event_id", b"event_id", "event_type", b"event_type", "message", b"message", "metadata", b"metadata", "parent_span_id", b"parent_span_id", "sequence_number", b"sequence_number", "span_id", b"span_id", "status", b"status", "task_instance_id", b"task_instance_id", "task_name", b"task_name", "task_progress", b"task_progress", "timestamp_ms", b"timestamp_ms", "trace_id", b"trace_id", "workflow_execution_id", b"workflow_execution_id", "workflow_name", b"workflow_name"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
