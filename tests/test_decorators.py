@@ -18,6 +18,7 @@ from opentelemetry.trace import StatusCode
 
 from otel_stigmer import conventions as conv
 from otel_stigmer.decorators import new_execution_id, task, workflow
+from otel_stigmer.testing import capture_progress
 
 _EXPORTER = InMemorySpanExporter()
 _PROVIDERS: list[TracerProvider] = []
@@ -483,8 +484,6 @@ def test_instrumentation_failure_never_reaches_business_code(
 
 def test_task_instance_id_is_shared_by_attempts_and_differs_between_calls() -> None:
     """Each call of a task has its own instance id; all attempts of one call share it."""
-    from otel_stigmer.testing import capture_progress
-
     calls: list[int] = []
 
     @task(retries=1, retry_on=ConnectionError)
