@@ -26,12 +26,14 @@ __all__ = [
     "ENV_API_KEY_FILE",
     "ENV_CA_FILE",
     "ENV_ENDPOINT",
+    "ENV_GRPC_TRACE",
     "ENV_MAX_BATCH_SIZE",
     "ENV_MAX_QUEUE_SIZE",
     "ENV_SPOOL_PATH",
     "ENV_TIMEOUT",
     "ENV_USE_TLS",
     "StigmerConfig",
+    "check_grpc_tracing",
     "is_loopback_host",
     "parse_bool",
     "parse_endpoint",
@@ -57,6 +59,8 @@ ENV_SPOOL_PATH = "STIGMER_SPOOL_PATH"
 ENV_MAX_QUEUE_SIZE = "STIGMER_MAX_QUEUE_SIZE"
 #: Events per ``report_progress_batch`` call. Default 500.
 ENV_MAX_BATCH_SIZE = "STIGMER_MAX_BATCH_SIZE"
+#: gRPC core's tracer list; refused while a key is in use (it prints the key).
+ENV_GRPC_TRACE = "GRPC_TRACE"
 #: Upstream name of :data:`ENV_ENDPOINT`, read only when the primary variable is unset.
 ALIAS_ENDPOINT = "STIGMER_BACKEND_ENDPOINT"
 #: Upstream name of :data:`ENV_API_KEY`, read only when the primary variable is unset.
@@ -148,9 +152,14 @@ def parse_endpoint(variable: str, value: str) -> tuple[str, int]:
 
 
 def is_loopback_host(host: str) -> bool:
-    """Return whether ``host`` is ``localhost``, in 127.0.0.0/8 or ``::1`` (no DNS lookup)."""
-    name = host.lower().rstrip(".")
-    if name == "localhost" or name.endswith(".localhost"):
+    """Return whether ``host`` is ``localhost``, in 127.0.0.0/8 or ``::1`` (no DNS lookup).
+
+    Only names that never reach DNS count: exactly ``localhost`` (answered from the hosts
+    file) and address literals. ``localhost.`` and ``127.0.0.1.`` are fully qualified DNS
+    names and ``app.localhost`` is an ordinary DNS name, so none of them is loopback.
+    """
+    name = host.lower()
+    if name == "localhost":
         return True
     try:
         address = ipaddress.ip_address(name.split("%", 1)[0])
@@ -250,6 +259,45 @@ def _check_spool_path(path: str) -> None:
             f"the directory {parent!r} is not writable",
             "choose a writable location",
         )
+    # SQLite opens a file it may not write read-only, without a word; every write would
+    # then fail at run time. Opening for writing is the one check that binds root too
+    # (a read-only mount) and the sidecar files SQLite writes next to it.
+    for candidate in (path, f"{path}-wal", f"{path}-shm"):
+        if not os.path.exists(candidate):
+            continue
+        try:
+            os.close(os.open(candidate, os.O_RDWR))
+        except OSError as exc:
+            raise _fail(
+                ENV_SPOOL_PATH,
+                path,
+                f"{candidate!r} can be read but not written ({exc.strerror})",
+                "make the file writable by this process (chmod u+w, or chown it to this "
+                "user), or point the variable at a new file in a writable directory",
+            ) from None
+
+
+def check_grpc_tracing(environ: Mapping[str, str] | None = None) -> None:
+    """Refuse gRPC's own tracing, which prints call metadata, the API key included.
+
+    ``GRPC_TRACE`` makes gRPC core print every header it sends or receives, and so the
+    ``authorization: Bearer <key>`` of each call, to stderr. ``GRPC_VERBOSITY=debug``
+    alone prints no header and is allowed.
+
+    Raises:
+        ConfigError: When ``GRPC_TRACE`` is set to anything but blank or ``none``.
+    """
+    env = os.environ if environ is None else environ
+    value = env.get(ENV_GRPC_TRACE, "").strip()
+    if value and value.lower() != "none":
+        raise _fail(
+            ENV_GRPC_TRACE,
+            value,
+            "gRPC tracing prints the 'authorization' header of every call, so the API key "
+            "would be written to stderr and to any log that collects it",
+            f"unset {ENV_GRPC_TRACE} (GRPC_VERBOSITY=debug alone is safe); to diagnose the "
+            "connection run `otel-stigmer doctor`, or trace with a throw-away key",
+        )
 
 
 def _check_positive_int(variable: str, value: object) -> None:
@@ -323,6 +371,8 @@ class StigmerConfig:
         object.__setattr__(self, "_host", host)
         object.__setattr__(self, "_port", port)
         self._check_key_source()
+        # gRPC reads its tracing variable from the real environment, however the config came.
+        check_grpc_tracing()
         if not isinstance(self.timeout, (int, float)) or isinstance(self.timeout, bool):
             raise _fail(ENV_TIMEOUT, self.timeout, "not a number", "give seconds, e.g. 10")
         if not math.isfinite(self.timeout) or self.timeout <= 0:

@@ -710,7 +710,7 @@ def sender_for(
     if spool is None and config is not None and config.spool_path:
         from otel_stigmer.spool import SqliteSpool  # noqa: PLC0415 - optional feature
 
-        spool = SqliteSpool(config.spool_path)
+        spool = SqliteSpool(config.spool_path, max_restore=max(1, config.max_queue_size // 2))
     return Sender(
         sink,
         max_queue_size=config.max_queue_size if config else DEFAULT_MAX_QUEUE_SIZE,
