@@ -124,6 +124,9 @@ class CallbackClient:
         options: dict[str, Any] = {
             # Retrying is ours (visible, interruptible, policy-driven); gRPC's would double it.
             "grpc.enable_retries": 0,
+            # The key goes only where the endpoint says: no proxy from the environment
+            # unless allowed, and then only with TLS (checked by the config).
+            "grpc.enable_http_proxy": int(config.allow_proxy),
             "grpc.primary_user_agent": _user_agent(),
             # gRPC's reconnect backoff (1 s growing to 120 s by default) would fail our
             # retries fast long after a receiver is back; keep it in step with our policy.

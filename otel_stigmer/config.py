@@ -22,6 +22,7 @@ __all__ = [
     "ALIAS_API_KEY",
     "ALIAS_ENDPOINT",
     "ENV_ALLOW_INSECURE",
+    "ENV_ALLOW_PROXY",
     "ENV_API_KEY",
     "ENV_API_KEY_FILE",
     "ENV_CA_FILE",
@@ -32,6 +33,7 @@ __all__ = [
     "ENV_SPOOL_PATH",
     "ENV_TIMEOUT",
     "ENV_USE_TLS",
+    "PROXY_VARIABLES",
     "StigmerConfig",
     "check_grpc_tracing",
     "is_loopback_host",
@@ -53,6 +55,8 @@ ENV_CA_FILE = "STIGMER_SERVICE_CA_FILE"
 ENV_TIMEOUT = "STIGMER_SERVICE_TIMEOUT"
 #: ``true`` permits sending the key in plaintext to a host that is not loopback.
 ENV_ALLOW_INSECURE = "STIGMER_SERVICE_ALLOW_INSECURE"
+#: ``true`` lets the callback go through the proxy of ``https_proxy``/``grpc_proxy`` (TLS only).
+ENV_ALLOW_PROXY = "STIGMER_SERVICE_ALLOW_PROXY"
 #: Path of the SQLite file of the durable spool; unset keeps events in memory only.
 ENV_SPOOL_PATH = "STIGMER_SPOOL_PATH"
 #: Events held in memory by the delivery pipeline. Default 100000.
@@ -65,6 +69,16 @@ ENV_GRPC_TRACE = "GRPC_TRACE"
 ALIAS_ENDPOINT = "STIGMER_BACKEND_ENDPOINT"
 #: Upstream name of :data:`ENV_API_KEY`, read only when the primary variable is unset.
 ALIAS_API_KEY = "STIGMER_API_KEY"
+
+#: The variables through which gRPC and urllib would pick a proxy.
+PROXY_VARIABLES = (
+    "grpc_proxy",
+    "https_proxy",
+    "http_proxy",
+    "GRPC_PROXY",
+    "HTTPS_PROXY",
+    "HTTP_PROXY",
+)
 
 _TRUE = frozenset({"true", "1", "yes", "on"})
 _FALSE = frozenset({"false", "0", "no", "off"})
@@ -348,6 +362,9 @@ class StigmerConfig:
         timeout: Seconds allowed for one callback.
         api_key_file: File holding the key, re-read when the receiver rejects the key.
         allow_insecure: Permit plaintext to a host that is not loopback.
+        allow_proxy: Let gRPC use the proxy named by ``grpc_proxy`` / ``https_proxy``;
+            TLS only, so the proxy carries an encrypted tunnel to the real endpoint. Off,
+            the proxy variables are ignored and the callback connects directly.
         spool_path: SQLite file of the durable spool, or ``None``.
         max_queue_size: Events held in memory by the delivery pipeline.
         max_batch_size: Events per ``report_progress_batch`` call.
@@ -360,6 +377,7 @@ class StigmerConfig:
     timeout: float = 10.0
     api_key_file: str | None = None
     allow_insecure: bool = False
+    allow_proxy: bool = False
     spool_path: str | None = None
     max_queue_size: int = 100_000
     max_batch_size: int = 500
@@ -398,6 +416,14 @@ class StigmerConfig:
                 f"on the network path can read it. Fix: set {ENV_USE_TLS}=true, or, only on a "
                 f"network you trust (e.g. a service mesh that encrypts traffic), set "
                 f"{ENV_ALLOW_INSECURE}=true."
+            )
+        if self.allow_proxy and not self.use_tls:
+            raise _fail(
+                ENV_ALLOW_PROXY,
+                "true",
+                f"a proxy would see the API key, because TLS is off ({ENV_USE_TLS}=false)",
+                f"set {ENV_USE_TLS}=true to tunnel TLS through the proxy, or unset "
+                f"{ENV_ALLOW_PROXY} to connect directly",
             )
         if self.spool_path is not None:
             _check_spool_path(self.spool_path)
@@ -463,6 +489,8 @@ class StigmerConfig:
             values["use_tls"] = parse_bool(*item)
         if (item := _get(env, ENV_ALLOW_INSECURE)) is not None:
             values["allow_insecure"] = parse_bool(*item)
+        if (item := _get(env, ENV_ALLOW_PROXY)) is not None:
+            values["allow_proxy"] = parse_bool(*item)
         if (item := _get(env, ENV_CA_FILE)) is not None:
             values["ca_file"] = item[1].strip()
         if (item := _get(env, ENV_TIMEOUT)) is not None:

@@ -96,7 +96,7 @@ class SqliteSpool:
             try:
                 self._write(lambda db: db.execute("DELETE FROM spooled_events WHERE 0"))
             except sqlite3.OperationalError as error:
-                if getattr(error, "sqlite_errorcode", None) != sqlite3.SQLITE_BUSY:
+                if not _is_busy(error):
                     raise
         except sqlite3.Error as error:
             self._close_connection()
@@ -234,6 +234,12 @@ class SqliteSpool:
             # checkpoint or delete the parent's WAL. The child opens its own on first use.
             _inherited.append(self._db)
             self._db = None
+
+
+def _is_busy(error: sqlite3.Error) -> bool:
+    """True for "database is locked" (Python 3.10 has no error codes on exceptions)."""
+    name = getattr(error, "sqlite_errorname", None)
+    return name == "SQLITE_BUSY" if name is not None else "locked" in str(error)
 
 
 def _rollback(db: sqlite3.Connection) -> None:

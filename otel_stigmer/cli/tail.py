@@ -16,12 +16,21 @@ import threading
 import urllib.error
 import urllib.parse
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
+from email.message import Message
 from http.client import HTTPResponse
 from typing import IO
 
 from otel_stigmer.cli._render import ProgressView, Terminal, use_color
-from otel_stigmer.config import ENV_API_KEY, ENV_API_KEY_FILE, ENV_CA_FILE
+from otel_stigmer.config import (
+    ENV_ALLOW_INSECURE,
+    ENV_ALLOW_PROXY,
+    ENV_API_KEY,
+    ENV_API_KEY_FILE,
+    ENV_CA_FILE,
+    is_loopback_host,
+    parse_bool,
+)
 from otel_stigmer.events import WorkflowProgressEvent
 from otel_stigmer.exceptions import ConfigError
 from otel_stigmer.server.json_view import event_from_json
@@ -92,10 +101,80 @@ def _api_key() -> str:
     )
 
 
+class _RedirectRefused(urllib.error.URLError):
+    """The receiver answered with a redirect, which is never followed with the key."""
+
+
+class _NoRedirects(urllib.request.HTTPRedirectHandler):
+    """Refuses every redirect: following one would hand the key to another address."""
+
+    def redirect_request(
+        self,
+        req: urllib.request.Request,
+        fp: IO[bytes],
+        code: int,
+        msg: str,
+        headers: Message,
+        newurl: str,
+    ) -> urllib.request.Request | None:
+        target = urllib.parse.urlsplit(newurl)
+        raise _RedirectRefused(
+            f"HTTP {code} redirect to {target.scheme}://{target.netloc}{target.path} not "
+            "followed: it would carry the API key. Fix: pass the final address with --url"
+        )
+
+
+def _flag(environ: Mapping[str, str], variable: str) -> bool:
+    value = environ.get(variable, "").strip()
+    return parse_bool(variable, value) if value else False
+
+
+def _opener(
+    parts: urllib.parse.SplitResult, context: ssl.SSLContext | None, environ: Mapping[str, str]
+) -> urllib.request.OpenerDirector:
+    """An opener that sends the key only where ``--url`` says (the library's rules).
+
+    Plaintext goes to loopback hosts only (or with ``STIGMER_SERVICE_ALLOW_INSECURE``),
+    proxies from the environment are ignored unless ``STIGMER_SERVICE_ALLOW_PROXY`` is set
+    and the URL is https, and redirects are refused.
+
+    Raises:
+        ConfigError: Plaintext to a host that is not loopback, or a proxy without TLS.
+    """
+    host = parts.hostname or ""
+    if (
+        parts.scheme == "http"
+        and not is_loopback_host(host)
+        and not _flag(environ, ENV_ALLOW_INSECURE)
+    ):
+        raise ConfigError(
+            f"--url {parts.geturl()!r}: the API key would travel in plaintext to {host!r}, "
+            "which is not a loopback address. Fix: use an https:// URL, or, only on a "
+            f"network you trust, set {ENV_ALLOW_INSECURE}=true."
+        )
+    allow_proxy = _flag(environ, ENV_ALLOW_PROXY)
+    if allow_proxy and parts.scheme != "https":
+        raise ConfigError(
+            f"{ENV_ALLOW_PROXY}=true with --url {parts.geturl()!r}: a proxy would see the "
+            f"API key over plaintext. Fix: use an https:// URL, or unset {ENV_ALLOW_PROXY}."
+        )
+    proxies = urllib.request.ProxyHandler(None if allow_proxy else {})
+    return urllib.request.build_opener(
+        proxies, _NoRedirects(), urllib.request.HTTPSHandler(context=context)
+    )
+
+
 class _Client:
     """GETs from the receiver's HTTP side with the bearer key."""
 
-    def __init__(self, base_url: str, key: str, ca_file: str | None, timeout: float) -> None:
+    def __init__(
+        self,
+        base_url: str,
+        key: str,
+        ca_file: str | None,
+        timeout: float,
+        environ: Mapping[str, str] | None = None,
+    ) -> None:
         parts = urllib.parse.urlsplit(base_url)
         if parts.scheme not in ("http", "https") or not parts.netloc:
             raise ConfigError(
@@ -105,9 +184,8 @@ class _Client:
         self._base = base_url.rstrip("/")
         self._key = key
         self._timeout = timeout
-        self._context = (
-            ssl.create_default_context(cafile=ca_file) if parts.scheme == "https" else None
-        )
+        context = ssl.create_default_context(cafile=ca_file) if parts.scheme == "https" else None
+        self._opener = _opener(parts, context, os.environ if environ is None else environ)
 
     def open(self, path: str, last_id: int = 0) -> HTTPResponse:
         headers = {"Authorization": f"Bearer {self._key}", "Accept": "text/event-stream"}
@@ -115,9 +193,7 @@ class _Client:
             headers["Last-Event-ID"] = str(last_id)
         request = urllib.request.Request(self._base + path, headers=headers)  # noqa: S310 - scheme checked
         try:
-            response: HTTPResponse = urllib.request.urlopen(  # noqa: S310 - scheme checked
-                request, timeout=self._timeout, context=self._context
-            )
+            response: HTTPResponse = self._opener.open(request, timeout=self._timeout)
         except urllib.error.HTTPError as exc:
             exc.close()
             if exc.code == 401:

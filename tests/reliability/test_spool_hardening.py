@@ -133,12 +133,32 @@ else:
     print("configured")
 """
 
+_OPEN_SPOOL = """
+import os
+from otel_stigmer import ConfigError
+from otel_stigmer.spool import SqliteSpool
+try:
+    SqliteSpool(os.environ["STIGMER_SPOOL_PATH"])
+except ConfigError as error:
+    print("ConfigError:", error)
+else:
+    print("opened")
+"""
 
-def test_spool_file_readable_but_not_writable_fails_at_configure(shared_dir: Path) -> None:
+
+@pytest.mark.parametrize(
+    ("code", "problem"),
+    [(_CONFIGURE, "can be read but not written"), (_OPEN_SPOOL, "readonly database")],
+    ids=["configure", "SqliteSpool"],
+)
+def test_spool_file_readable_but_not_writable_fails_at_configure(
+    shared_dir: Path, code: str, problem: str
+) -> None:
     """A spool SQLite may only read is a ConfigError naming STIGMER_SPOOL_PATH and the fix.
 
-    Permission bits do not bind root, so as root the check runs without the capability
-    that lets root write any file (CAP_DAC_OVERRIDE), as a root service confined that way.
+    Checked by ``configure()`` (the file) and by the spool itself (SQLite opened it
+    read-only). Permission bits do not bind root, so as root the check runs without the
+    capability that lets root write any file (CAP_DAC_OVERRIDE), as a confined service.
     """
     path = shared_dir / "spool.db"
     spool = SqliteSpool(path)
@@ -146,7 +166,7 @@ def test_spool_file_readable_but_not_writable_fails_at_configure(shared_dir: Pat
     spool.close()
     path.chmod(0o444)
     result = subprocess.run(
-        [sys.executable, "-c", _CONFIGURE],
+        [sys.executable, "-c", code],
         env={
             "PATH": os.environ.get("PATH", ""),
             "PYTHONPATH": str(ROOT),
@@ -160,31 +180,14 @@ def test_spool_file_readable_but_not_writable_fails_at_configure(shared_dir: Pat
         text=True,
         timeout=60,
         check=False,
-        preexec_fn=_without_dac_override if os.geteuid() == 0 else None,  # noqa: PLW1509
+        preexec_fn=_without_dac_override if os.geteuid() == 0 else None,
     )
     assert result.returncode == 0, result.stderr[-3000:]
     assert result.stdout.startswith("ConfigError:"), result.stdout
     assert "STIGMER_SPOOL_PATH" in result.stdout
-    assert "not written" in result.stdout
+    assert problem in result.stdout
     assert "Fix:" in result.stdout
     assert CANARY_FRAGMENT not in result.stdout + result.stderr
-
-
-def test_spool_that_opens_read_only_is_refused(
-    shared_dir: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """A spool SQLite can only open read-only (the file check passed) is refused too."""
-    path = shared_dir / "spool.db"
-    SqliteSpool(path).close()
-    real_connect = sqlite3.connect
-
-    def read_only(database: object, *args: object, **kwargs: object) -> sqlite3.Connection:
-        return real_connect(f"file:{database}?mode=ro", *args, uri=True, **kwargs)  # type: ignore[arg-type]
-
-    monkeypatch.setattr(sqlite3, "connect", read_only)
-    with pytest.raises(Exception, match="STIGMER_SPOOL_PATH") as caught:
-        SqliteSpool(path)
-    assert "readonly" in str(caught.value)
 
 
 def _configured(path: Path, max_queue_size: int) -> tuple[MemorySink, TracerProvider, object]:
@@ -212,7 +215,7 @@ def test_an_undecodable_spool_row_is_skipped_counted_and_logged_once(
     spool.store([_event(1)])
     spool.close()
 
-    sink, provider, pipeline = _configured(path, 1000)
+    sink, provider, _pipeline = _configured(path, 1000)
     try:
         assert wait_until(lambda: len(sink.events) == 2, timeout=10), sink.events
         assert [event.event_id for event in sink.events] == ["spooled-0", "spooled-1"]
