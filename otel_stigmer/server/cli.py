@@ -12,6 +12,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from types import FrameType
 
+from otel_stigmer.config import check_grpc_tracing
 from otel_stigmer.exceptions import ConfigError
 from otel_stigmer.server.app import ReceiverServer
 from otel_stigmer.server.auth import BearerKeyAuth
@@ -168,6 +169,8 @@ def serve_main(argv: list[str] | None = None) -> int:
         stream=sys.stderr,
     )
     try:
+        # gRPC tracing would print the key of every client call the receiver takes.
+        check_grpc_tracing()
         keys = resolve_api_keys(args.api_key, os.environ)
         cert, key = _read_tls(args.tls_cert, args.tls_key)
         server = ReceiverServer(
