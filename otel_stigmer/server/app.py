@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import logging
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from types import TracebackType
+from typing import TYPE_CHECKING, Any
 
 import grpc
 
@@ -23,6 +25,41 @@ __all__ = ["ReceiverServer", "format_endpoint"]
 _log = logging.getLogger(__name__)
 
 _WILDCARDS = {"0.0.0.0": "127.0.0.1", "::": "::1", "": "127.0.0.1"}  # noqa: S104 - mapping, not binding
+
+
+if TYPE_CHECKING:
+    _Interceptor = grpc.ServerInterceptor[Any, Any]
+else:  # grpc's classes are generic only in its type stubs
+    _Interceptor = grpc.ServerInterceptor
+
+
+class _RefuseBeforeAWorker(_Interceptor):
+    """Answers calls without an accepted key before they occupy a worker thread.
+
+    gRPC runs interceptors on its polling thread, with the call's metadata, before the
+    handler is given a worker. A unary handler's worker then waits for the request message;
+    a client that never sends one would hold it for good, and 16 such calls would starve
+    the receiver. A refused call gets a request-streaming handler instead, which answers
+    without reading the request, so its worker is free again at once.
+    """
+
+    def __init__(self, service: ProgressService) -> None:
+        self._service = service
+
+    def intercept_service(
+        self,
+        continuation: Callable[[grpc.HandlerCallDetails], grpc.RpcMethodHandler[Any, Any] | None],
+        handler_call_details: grpc.HandlerCallDetails,
+    ) -> grpc.RpcMethodHandler[Any, Any] | None:
+        handler = continuation(handler_call_details)
+        method = str(handler_call_details.method).rsplit("/", 1)[-1]
+        metadata: Any = handler_call_details.invocation_metadata
+        if handler is None or self._service.admits(method, metadata):
+            return handler
+        return grpc.stream_unary_rpc_method_handler(
+            functools.partial(self._service.refuse, method),
+            response_serializer=handler.response_serializer,
+        )
 
 
 def format_endpoint(host: str, port: int) -> str:
@@ -107,6 +144,11 @@ class ReceiverServer:
         return format_endpoint(_WILDCARDS.get(self._host, self._host), self._port)
 
     @property
+    def auth(self) -> BearerKeyAuth:
+        """The key check (and its per-address throttle), to share with the HTTP side."""
+        return self._auth
+
+    @property
     def tls(self) -> bool:
         """True when serving TLS."""
         return self._tls is not None
@@ -133,16 +175,16 @@ class ReceiverServer:
             return self
         store = self.store
         self.faults.rearm()
+        service = ProgressService(store, self._auth, self.faults)
         server = grpc.server(
             ThreadPoolExecutor(
                 max_workers=self._max_workers, thread_name_prefix="stigmer-receiver"
             ),
+            interceptors=[_RefuseBeforeAWorker(service)],
             # Without this, Linux lets a second server share a busy port silently.
             options=[("grpc.so_reuseport", 0)],
         )
-        progress_pb2_grpc.add_WorkflowRunnerCommandControllerServicer_to_server(
-            ProgressService(store, self._auth, self.faults), server
-        )
+        progress_pb2_grpc.add_WorkflowRunnerCommandControllerServicer_to_server(service, server)
         address = format_endpoint(self._host, self._port)
         try:
             if self._tls is None:
@@ -170,6 +212,7 @@ class ReceiverServer:
         self.faults.release()
         if server is not None:
             server.stop(grace).wait()
+            self._auth.throttle.flush_log()
         if self._store is not None:
             self._store.close()
             self._store = None

@@ -15,7 +15,6 @@ from types import FrameType
 from otel_stigmer.config import check_grpc_tracing
 from otel_stigmer.exceptions import ConfigError
 from otel_stigmer.server.app import ReceiverServer
-from otel_stigmer.server.auth import BearerKeyAuth
 from otel_stigmer.server.http import LiveHttpServer
 
 __all__ = [
@@ -34,6 +33,9 @@ ENV_SERVICE_API_KEY = "STIGMER_SERVICE_API_KEY"
 
 _log = logging.getLogger("otel_stigmer.server")
 _PROG = "otel-stigmer serve"
+# SIGTERM must stop serve within 2 s, whatever the clients do.
+_SIGNAL_POLL_SECONDS = 0.1
+_GRACE_SECONDS = 1.0
 #: Port of the live page when ``--http-port`` is not given.
 DEFAULT_HTTP_PORT = 8080
 
@@ -134,7 +136,8 @@ def _start_http(
     port = DEFAULT_HTTP_PORT if args.http_port is None else args.http_port
     http = LiveHttpServer(
         server.store,
-        BearerKeyAuth(keys),
+        # One key check for both sides: failed guesses share one budget per address.
+        server.auth,
         host=args.http_host or args.host,
         port=port,
         tls_cert_file=args.tls_cert,
@@ -210,13 +213,19 @@ def serve_main(argv: list[str] | None = None) -> int:
             len(keys),
             args.db,
         )
-        while not stopping.wait(1.0):
+        while not stopping.wait(_SIGNAL_POLL_SECONDS):
             pass
         _log.info("stopping receiver on %s", server.endpoint)
     finally:
+        # Both sides stop at once; neither waits on what clients do (connections are shut,
+        # calls in flight get the grace), so a stop takes about _GRACE_SECONDS.
+        stopper = None
         if http is not None:
-            http.stop()
-        server.stop(grace=2.0)
+            stopper = threading.Thread(target=http.stop, name="stigmer-http-stop")
+            stopper.start()
+        server.stop(grace=_GRACE_SECONDS)
+        if stopper is not None:
+            stopper.join()
         for sig, handler in previous.items():
             signal.signal(sig, handler)
     return 0

@@ -36,6 +36,7 @@ from typing import Any
 from otel_stigmer.exceptions import ConfigError
 from otel_stigmer.server.app import format_endpoint
 from otel_stigmer.server.auth import BearerKeyAuth
+from otel_stigmer.server.connections import ClosesConnectionsMixin
 from otel_stigmer.server.json_view import event_to_json, execution_to_json
 from otel_stigmer.server.sessions import SessionStore
 from otel_stigmer.server.store import EventStore, StoreClosedError
@@ -180,7 +181,7 @@ class LiveHttpServer:
         self.stop()
 
 
-class _Server(ThreadingHTTPServer):
+class _Server(ClosesConnectionsMixin, ThreadingHTTPServer):
     # Request threads are joined at close, so no stream outlives the server.
     daemon_threads = False
     block_on_close = True
@@ -304,7 +305,7 @@ class _Handler(BaseHTTPRequestHandler):
     def _authenticated(self) -> bool:
         header = self.headers.get("Authorization")
         if header is not None:
-            return self.app.auth.check([("authorization", header)]) is None
+            return self.app.auth.check([("authorization", header)], self.client_address[0]) is None
         return self.app.sessions.is_valid(self._cookie())
 
     def _same_origin(self) -> bool:
@@ -323,7 +324,8 @@ class _Handler(BaseHTTPRequestHandler):
             return
         form = urllib.parse.parse_qs(self.rfile.read(length).decode("utf-8", "replace"))
         key = form.get("key", [""])[0].strip()
-        if key and self.app.auth.check([("authorization", f"Bearer {key}")]) is None:
+        peer = self.client_address[0]
+        if key and self.app.auth.check([("authorization", f"Bearer {key}")], peer) is None:
             self._start_session()
             return
         self._login_page(HTTPStatus.UNAUTHORIZED, "That key was not accepted. Try again.")

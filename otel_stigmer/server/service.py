@@ -2,29 +2,31 @@
 
 from __future__ import annotations
 
-import logging
-from collections.abc import Sequence
+import math
+from collections.abc import Iterable, Iterator, Sequence
 from typing import NoReturn
 
 import grpc
+from google.protobuf.duration_pb2 import Duration
 
 from otel_stigmer._proto.ai.stigmer.workflow.runner.v1 import progress_pb2_grpc
+from otel_stigmer._proto.ai.stigmer.workflow.runner.v1.progress_pb2 import RetryInfo
 from otel_stigmer.events import (
     ProgressAckResponse,
     ReportProgressBatchRequest,
     ReportProgressBatchResponse,
     WorkflowProgressEvent,
 )
-from otel_stigmer.server.auth import BearerKeyAuth
-from otel_stigmer.server.faults import FaultInjector
+from otel_stigmer.server.auth import TOO_MANY_FAILURES, BearerKeyAuth
+from otel_stigmer.server.faults import RETRY_INFO_TRAILER, FaultInjector
 from otel_stigmer.server.store import EventStore, StoreClosedError
+from otel_stigmer.server.throttle import peer_address
 
 __all__ = ["ProgressService", "validate_event"]
 
-_log = logging.getLogger(__name__)
-
 REPORT_PROGRESS = "report_progress"
 REPORT_PROGRESS_BATCH = "report_progress_batch"
+_NO_BATCH = "report_progress_batch is not implemented by this receiver"
 
 
 def validate_event(event: WorkflowProgressEvent) -> str | None:
@@ -34,6 +36,12 @@ def validate_event(event: WorkflowProgressEvent) -> str | None:
     if not event.event_type:
         return "event_type"
     return None
+
+
+def _retry_info(seconds: float) -> bytes:
+    duration = Duration()
+    duration.FromNanoseconds(round(seconds * 1_000_000_000))
+    return RetryInfo(retry_delay=duration).SerializeToString()
 
 
 def _abort(context: grpc.ServicerContext, code: grpc.StatusCode, details: str) -> NoReturn:
@@ -55,10 +63,39 @@ class ProgressService(progress_pb2_grpc.WorkflowRunnerCommandControllerServicer)
         self._auth = auth
         self._faults = faults
 
+    def admits(self, method: str, metadata: Iterable[tuple[str, str | bytes]]) -> bool:
+        """Whether a call may reach its handler, judged from its metadata alone.
+
+        Called before the call takes a worker thread; a call refused here is answered by
+        :meth:`refuse`, which never waits for the request message.
+        """
+        if method == REPORT_PROGRESS_BATCH and not self._faults.batch_enabled:
+            return False
+        return self._auth.check(metadata) is None
+
+    def refuse(
+        self, method: str, requests: Iterator[object], context: grpc.ServicerContext
+    ) -> NoReturn:
+        """Answer a call :meth:`admits` refused, without reading its request."""
+        self._faults.record_call(method)
+        if method == REPORT_PROGRESS_BATCH and not self._faults.batch_enabled:
+            _abort(context, grpc.StatusCode.UNIMPLEMENTED, _NO_BATCH)
+        self._admit(method, context)
+        _abort(context, grpc.StatusCode.UNAUTHENTICATED, "API key required")
+
     def _admit(self, method: str, context: grpc.ServicerContext) -> None:
-        reason = self._auth.check(context.invocation_metadata())
+        peer = peer_address(context.peer())
+        wait = self._auth.throttle.wait_time(peer)
+        if wait > 0:
+            # Past its budget of failures an address is refused before its key is compared.
+            context.set_trailing_metadata(((RETRY_INFO_TRAILER, _retry_info(wait)),))
+            _abort(
+                context,
+                grpc.StatusCode.RESOURCE_EXHAUSTED,
+                f"{TOO_MANY_FAILURES}: retry in {math.ceil(wait)} s",
+            )
+        reason = self._auth.check(context.invocation_metadata(), peer)
         if reason is not None:
-            _log.info("rejected %s from %s: %s", method, context.peer(), reason)
             _abort(context, grpc.StatusCode.UNAUTHENTICATED, reason)
         fault = self._faults.next_fault()
         if fault is not None:
@@ -93,11 +130,7 @@ class ProgressService(progress_pb2_grpc.WorkflowRunnerCommandControllerServicer)
         self._faults.record_call(REPORT_PROGRESS_BATCH)
         if not self._faults.batch_enabled:
             # Checked before authentication: an older receiver has no such method at all.
-            _abort(
-                context,
-                grpc.StatusCode.UNIMPLEMENTED,
-                "report_progress_batch is not implemented by this receiver",
-            )
+            _abort(context, grpc.StatusCode.UNIMPLEMENTED, _NO_BATCH)
         self._admit(REPORT_PROGRESS_BATCH, context)
         events = request.events
         for index, event in enumerate(events):
