@@ -26,11 +26,13 @@ import grpc
 from otel_stigmer.client import CallbackClient
 from otel_stigmer.config import (
     ALIAS_API_KEY,
+    ENV_ALLOW_PROXY,
     ENV_API_KEY,
     ENV_API_KEY_FILE,
     ENV_CA_FILE,
     ENV_ENDPOINT,
     ENV_USE_TLS,
+    PROXY_VARIABLES,
     StigmerConfig,
 )
 from otel_stigmer.events import WorkflowProgressEvent
@@ -102,6 +104,10 @@ def _check_config(environ: Mapping[str, str]) -> tuple[Check, StigmerConfig | No
     tls = "on" if config.use_tls else "off (plaintext)"
     roots = f", CA {config.ca_file}" if config.ca_file else ""
     detail = f"endpoint {config.authority()}, TLS {tls}{roots}, API key set ({source})"
+    proxies = [name for name in PROXY_VARIABLES if os.environ.get(name, "").strip()]
+    if proxies:
+        use = "used (TLS tunnel)" if config.allow_proxy else f"ignored ({ENV_ALLOW_PROXY} unset)"
+        detail += f"; proxy from {proxies[0]} {use}"
     return Check("configuration", _PASS, detail), config
 
 

@@ -101,6 +101,9 @@ def test_doctor_ignores_proxy_variables(no_proxy_variables: pytest.MonkeyPatch) 
             ("auth", False),
         ], results
         assert proxy.connections == 0
+        assert "proxy from grpc_proxy ignored (STIGMER_SERVICE_ALLOW_PROXY unset)" in (
+            results[0].detail
+        )
 
 
 @pytest.mark.parametrize("host", ["localhost.", "LOCALHOST.", "127.0.0.1.", "app.localhost"])
