@@ -362,12 +362,12 @@ class StigmerConfig:
         timeout: Seconds allowed for one callback.
         api_key_file: File holding the key, re-read when the receiver rejects the key.
         allow_insecure: Permit plaintext to a host that is not loopback.
-        allow_proxy: Let gRPC use the proxy named by ``grpc_proxy`` / ``https_proxy``;
-            TLS only, so the proxy carries an encrypted tunnel to the real endpoint. Off,
-            the proxy variables are ignored and the callback connects directly.
         spool_path: SQLite file of the durable spool, or ``None``.
         max_queue_size: Events held in memory by the delivery pipeline.
         max_batch_size: Events per ``report_progress_batch`` call.
+        allow_proxy: Let gRPC use the proxy named by ``grpc_proxy`` / ``https_proxy``;
+            TLS only, so the proxy carries an encrypted tunnel to the real endpoint. Off,
+            the proxy variables are ignored and the callback connects directly.
     """
 
     endpoint: str
@@ -377,10 +377,10 @@ class StigmerConfig:
     timeout: float = 10.0
     api_key_file: str | None = None
     allow_insecure: bool = False
-    allow_proxy: bool = False
     spool_path: str | None = None
     max_queue_size: int = 100_000
     max_batch_size: int = 500
+    allow_proxy: bool = False
     _host: str = field(init=False, repr=False, compare=False, default="")
     _port: int = field(init=False, repr=False, compare=False, default=0)
 
