@@ -1,16 +1,18 @@
-"""Child process of the fork test: forks children while its own sender writes the spool.
+"""Child process of the fork test: forks children while a thread writes the shared spool.
 
-Configured from the environment (with ``STIGMER_SPOOL_PATH``), delivering to a file per
-process (``<directory>/<pid>.events``, one ``execution_id event_type`` line per event), so
-that only the spool is shared with the forked children. A thread keeps producing
-workflows, so the parent's sender is writing to the spool whenever a fork happens. Each
-forked child reports one workflow, flushes, shuts its pipeline down and exits 0 (3 when
-its flush failed). The parent waits for every child up to a deadline, kills those still
-running, and prints ``{"exited": [...], "hung": n}`` as JSON.
+The pipeline is built from the environment's config with a :class:`SqliteSpool` on
+``STIGMER_SPOOL_PATH`` and delivers to a file per process (``<directory>/<pid>.events``,
+one ``execution_id event_type`` line per event), so that the spool is the only part the
+forked children share with the parent. A parent thread keeps writing to that spool, so a
+fork lands in the middle of a spool write. Each forked child reports one workflow,
+flushes, shuts its pipeline down and exits 0 (3 when its flush failed). The parent waits
+for every child up to a deadline, kills those still running, and prints
+``{"exited": [...], "hung": n}`` as JSON.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import signal
@@ -21,9 +23,11 @@ from collections.abc import Sequence
 
 from opentelemetry.sdk.trace import TracerProvider
 
-from otel_stigmer import StigmerConfig, configure
+from otel_stigmer import StigmerConfig
 from otel_stigmer import conventions as conv
 from otel_stigmer.events import WorkflowProgressEvent
+from otel_stigmer.processor import StigmerSpanProcessor
+from otel_stigmer.spool import SqliteSpool
 
 _CHILD_DEADLINE_SECONDS = 60.0
 
@@ -45,24 +49,32 @@ class PerProcessFileSink:
 
 
 def main(children: int, directory: str) -> None:
-    """Fork ``children`` children while the parent keeps its spool busy."""
-    provider = TracerProvider()
-    pipeline = configure(
-        StigmerConfig.from_env(), tracer_provider=provider, sink=PerProcessFileSink(directory)
+    """Fork ``children`` children while a parent thread keeps the spool busy."""
+    config = StigmerConfig.from_env()
+    assert config.spool_path is not None
+    spool = SqliteSpool(config.spool_path)
+    processor = StigmerSpanProcessor(
+        PerProcessFileSink(directory),
+        config=dataclasses.replace(config, spool_path=None),
+        spool=spool,
     )
+    provider = TracerProvider()
+    provider.add_span_processor(processor)
     tracer = provider.get_tracer("fork")
     stop = threading.Event()
 
     def keep_the_spool_busy() -> None:
         number = 0
-        while not stop.is_set() and number < 20_000:
-            attributes = {conv.WORKFLOW_EXECUTION_ID: f"parent-{number}"}
-            with tracer.start_as_current_span("parent", attributes=attributes):
-                pass
+        while not stop.is_set():
+            event = WorkflowProgressEvent(
+                workflow_execution_id="parent", event_type="task_progress", event_id=f"p{number}"
+            )
+            spool.store([event])
+            spool.remove([event.event_id])
             number += 1
 
-    producer = threading.Thread(target=keep_the_spool_busy)
-    producer.start()
+    writer = threading.Thread(target=keep_the_spool_busy)
+    writer.start()
     pids = []
     for index in range(children):
         pid = os.fork()
@@ -70,12 +82,12 @@ def main(children: int, directory: str) -> None:
             attributes = {conv.WORKFLOW_EXECUTION_ID: f"child-{index}"}
             with tracer.start_as_current_span("child", attributes=attributes):
                 pass
-            flushed = pipeline.force_flush(20_000)
-            pipeline.shutdown(5_000)
+            flushed = processor.force_flush(20_000)
+            processor.shutdown(5_000)
             os._exit(0 if flushed else 3)
         pids.append(pid)
     stop.set()
-    producer.join()
+    writer.join()
 
     exited: list[int] = []
     deadline = time.monotonic() + _CHILD_DEADLINE_SECONDS
@@ -90,9 +102,8 @@ def main(children: int, directory: str) -> None:
     for pid in waiting:
         os.kill(pid, signal.SIGKILL)
         os.waitpid(pid, 0)
-    pipeline.force_flush(30_000)
     print(json.dumps({"exited": exited, "hung": len(waiting)}), flush=True)
-    pipeline.shutdown(5_000)
+    processor.shutdown(5_000)
 
 
 if __name__ == "__main__":

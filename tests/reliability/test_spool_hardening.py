@@ -48,7 +48,7 @@ def _rows(path: Path) -> int:
 
 @pytest.mark.slow
 def test_children_forked_after_configure_with_a_spool_never_hang(tmp_path: Path) -> None:
-    """30 children forked while the parent writes its spool all deliver and exit."""
+    """30 children forked while a parent thread writes the shared spool all deliver and exit."""
     children = 30
     delivered = tmp_path / "delivered"
     delivered.mkdir()
