@@ -128,7 +128,8 @@ def failure_summary(err: BaseException) -> tuple[str, str]:
     while isinstance(root, (ActivityError, ChildWorkflowError)) and root.cause is not None:
         root = root.cause
     message = root.message if isinstance(root, FailureError) else str(root)
-    return error_code(root), message or str(err)
+    code = timeout_code(root) if isinstance(root, TimeoutError) else error_code(root)
+    return code, message or str(err)
 
 
 _TIMEOUT_CODES = {
