@@ -104,13 +104,18 @@ class StigmerInterceptor(TracingInterceptor):
             return None
         try:
             value = self.payload_converter.from_payloads([payload])[0]
-            execution_id, workflow_name = value["execution_id"], value["workflow_name"]
+            fields = {
+                name: value.get(name, "")
+                for name in ("execution_id", "workflow_name", "parent_workflow_id", "parent_run_id")
+            }
         except Exception:
             _log.warning("ignoring a malformed Stigmer identity header", exc_info=True)
             return None
-        if not isinstance(execution_id, str) or not isinstance(workflow_name, str):
+        if not all(isinstance(text, str) for text in fields.values()):
             return None
-        return Identity(execution_id=execution_id, workflow_name=workflow_name)
+        if not fields["execution_id"]:
+            return None
+        return Identity(**fields)
 
     def context_from_headers(
         self, headers: Mapping[str, temporalio.api.common.v1.Payload]

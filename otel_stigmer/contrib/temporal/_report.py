@@ -90,26 +90,7 @@ def emit_marker(
         if params.parent_carrier and propagator is not None:
             context = propagator.extract(dict(params.parent_carrier), context=context)
     identity = params.identity
-    attributes: dict[str, AttributeValue] = {
-        conv.EVENT_TYPE: params.event_type,
-        conv.EVENT_ID: params.event_id,
-        conv.WORKFLOW_EXECUTION_ID: identity.execution_id,
-        conv.WORKFLOW_NAME: identity.workflow_name,
-        "temporalWorkflowID": params.workflow_id,
-        "temporalRunID": params.run_id,
-        _META + "workflow_id": params.workflow_id,
-        _META + "run_id": params.run_id,
-    }
-    if params.task_queue:
-        attributes[_META + "task_queue"] = params.task_queue
-    for key, value in params.metadata.items():
-        attributes[_META + key] = value
-    if params.task_name:
-        attributes[conv.TASK_NAME] = params.task_name
-        attributes[conv.TASK_INSTANCE_ID] = params.instance_id
-        attempt = params.attempt or _known_attempt(params.instance_id) or params.attempt_hint
-        if attempt:
-            attributes[conv.TASK_ATTEMPT] = attempt
+    attributes = _attributes(params)
     failed = params.error is not None or params.error_code is not None
     exception_attributes = _error_attributes(params, attributes) if failed else None
     if not failed and params.message:
@@ -130,6 +111,34 @@ def emit_marker(
             span.set_status(Status(StatusCode.ERROR, str(attributes[conv.MESSAGE])))
     span.end(end_time=now)
     return True
+
+
+def _attributes(params: MarkerParams) -> dict[str, AttributeValue]:
+    identity = params.identity
+    attributes: dict[str, AttributeValue] = {
+        conv.EVENT_TYPE: params.event_type,
+        conv.EVENT_ID: params.event_id,
+        conv.WORKFLOW_EXECUTION_ID: identity.execution_id,
+        conv.WORKFLOW_NAME: identity.workflow_name,
+        "temporalWorkflowID": params.workflow_id,
+        "temporalRunID": params.run_id,
+        _META + "workflow_id": params.workflow_id,
+        _META + "run_id": params.run_id,
+    }
+    if params.task_queue:
+        attributes[_META + "task_queue"] = params.task_queue
+    if identity.parent_workflow_id:
+        attributes[_META + "parent_workflow_id"] = identity.parent_workflow_id
+        attributes[_META + "parent_run_id"] = identity.parent_run_id
+    for key, value in params.metadata.items():
+        attributes[_META + key] = value
+    if params.task_name:
+        attributes[conv.TASK_NAME] = params.task_name
+        attributes[conv.TASK_INSTANCE_ID] = params.instance_id
+        attempt = params.attempt or _known_attempt(params.instance_id) or params.attempt_hint
+        if attempt:
+            attributes[conv.TASK_ATTEMPT] = attempt
+    return attributes
 
 
 def _error_attributes(

@@ -10,6 +10,7 @@ receiver that de-duplicates by event id.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 from datetime import datetime, timedelta, timezone
 from typing import Any
@@ -109,21 +110,24 @@ class ClosedRunWatcher:
             },
         )
         closed = execution.close_time or datetime.now(timezone.utc)
-        metadata = {"close_status": report.close_status}
+        identity = self._interceptor.resolve_identity(context)
         if execution.parent_id:
-            metadata["parent_workflow_id"] = execution.parent_id
-            metadata["parent_run_id"] = execution.parent_run_id or ""
+            identity = dataclasses.replace(
+                identity,
+                parent_workflow_id=execution.parent_id,
+                parent_run_id=execution.parent_run_id or "",
+            )
         self._interceptor.emit(
             MarkerParams(
                 event_type=report.event_type.value,
                 event_id=_ids.workflow_outcome_id(execution.run_id),
-                identity=self._interceptor.resolve_identity(context),
+                identity=identity,
                 workflow_id=execution.id,
                 run_id=execution.run_id,
                 task_queue=execution.task_queue,
                 error_code=report.error_code,
                 message=report.message,
-                metadata=metadata,
+                metadata={"close_status": report.close_status},
                 time_ns=int(closed.timestamp() * 1_000_000_000),
             )
         )

@@ -9,6 +9,7 @@ so a worker restart or a cache eviction never reports an event twice.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 from collections.abc import Callable, Mapping
 from typing import Any, cast
@@ -94,9 +95,16 @@ class StigmerWorkflowInboundInterceptor(TracingWorkflowInboundInterceptor):
         if self._identity is None:
             info = temporalio.workflow.info()
             try:
-                self._identity = self._resolve(_execution_id_context(info))
+                identity = self._resolve(_execution_id_context(info))
             except Exception:
-                self._identity = Identity(info.workflow_id, info.workflow_type)
+                identity = Identity(info.workflow_id, info.workflow_type)
+            if info.parent is not None:
+                identity = dataclasses.replace(
+                    identity,
+                    parent_workflow_id=info.parent.workflow_id,
+                    parent_run_id=info.parent.run_id,
+                )
+            self._identity = identity
         return self._identity
 
     def with_identity(
@@ -105,9 +113,7 @@ class StigmerWorkflowInboundInterceptor(TracingWorkflowInboundInterceptor):
         """``headers`` plus the run's identity, for an activity it schedules."""
         try:
             identity = self.identity()
-            payload = self.payload_converter.to_payloads(
-                [{"execution_id": identity.execution_id, "workflow_name": identity.workflow_name}]
-            )[0]
+            payload = self.payload_converter.to_payloads([dataclasses.asdict(identity)])[0]
         except Exception:
             # The activity then resolves the identity itself, from the workflow id.
             return headers
@@ -120,6 +126,7 @@ class StigmerWorkflowInboundInterceptor(TracingWorkflowInboundInterceptor):
         instance_id: str,
         retry_policy: Any,
         metadata: Mapping[str, str],
+        attempt: int = 0,
     ) -> None:
         """Report how a task ended once its handle resolves (the result Temporal recorded)."""
         if handle.cancelled():
@@ -133,6 +140,7 @@ class StigmerWorkflowInboundInterceptor(TracingWorkflowInboundInterceptor):
             message=result.message,
             task_name=task_name,
             instance_id=instance_id,
+            attempt=attempt,
             attempt_hint=result.final_attempt,
             metadata=metadata,
         )
@@ -156,9 +164,6 @@ class StigmerWorkflowInboundInterceptor(TracingWorkflowInboundInterceptor):
         info = temporalio.workflow.info()
         try:
             extra = dict(metadata or {})
-            if info.parent is not None:
-                extra["parent_workflow_id"] = info.parent.workflow_id
-                extra["parent_run_id"] = info.parent.run_id
             self._marker(
                 MarkerParams(
                     event_type=event_type.value,
@@ -241,7 +246,9 @@ class _StigmerWorkflowOutboundInterceptor(WorkflowOutboundInterceptor):
             )
             raise
         handle.add_done_callback(
-            lambda done: self._root.report_task(done, input.workflow, instance_id, None, metadata)
+            lambda done: self._root.report_task(
+                done, input.workflow, instance_id, None, metadata, attempt=1
+            )
         )
         return handle
 
