@@ -180,3 +180,24 @@ def test_close_reports_follow_temporal_rules() -> None:
         started=start, closed=start + second, run_timeout=5 * second, execution_timeout=10 * second
     )
     assert early.error_code == "WorkflowExecutionTimeout"
+
+
+def test_task_outcome_after_the_terminated_run_is_reported_late(harness: Harness) -> None:
+    """Terminated during a heartbeating activity: workflow_cancelled, then (late) the
+    activity's task_cancelled when its heartbeat finds the run gone."""
+    handle = harness.start_workflow(StepsWorkflow.run, ["hang_step"])
+    harness.wait_started(handle, "hang_step")
+    harness.loop.run(handle.terminate(reason="stop now"))
+    events = harness.receiver.wait_for_events(
+        lambda events: any(e.event_type == "task_cancelled" for e in events),
+        execution_id=handle.id,
+        timeout=20,
+    )
+
+    assert rows(events) == [
+        STARTED,
+        ("task_started", "hang_step", 1),
+        ("workflow_cancelled", "", 0),
+        ("task_cancelled", "hang_step", 1),
+    ]
+    assert events[-1].message == "the workflow run closed during the attempt"

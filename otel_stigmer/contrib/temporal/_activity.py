@@ -189,7 +189,7 @@ class _Attempt:
         )
 
     def succeeded(self) -> None:
-        if not self._close():
+        if not self._close() or self._run_closed():
             return
         timeout = self._timed_out()
         if timeout is not None:
@@ -203,29 +203,52 @@ class _Attempt:
             # A client completes it later; the workflow side reports how it ended.
             self.state.asynchronous = True
             return
-        if not self._close():
+        if not self._close() or self._run_closed():
             return
         details = _cancellation_details() if _is_cancellation(err) else None
-        if details is not None and details.worker_shutdown and not details.cancel_requested:
-            self._worker_shutdown()
-            return
         timeout = self._timed_out()
-        if timeout is None and details is not None and (details.timed_out or details.not_found):
+        if timeout is None and details is not None and details.timed_out:
             timeout = "ActivityTimeout"
         if timeout is not None:
             self._timed_out_attempt(timeout)
-            return
-        if _is_cancellation(err) and (details is None or details.cancel_requested):
+        elif details is not None and not details.cancel_requested:
+            self._cancelled_by_worker(details)
+        elif _is_cancellation(err):
             self._report(EventType.TASK_CANCELLED, _ids.task_outcome_id(self.instance_id))
-            return
-        if details is not None and (details.paused or details.reset):
-            code = "ActivityPaused" if details.paused else "ActivityReset"
-            self._report_retry(code, f"attempt {self.state.attempt} ended: {code}")
-            return
-        if will_retry(err, self._facts()):
+        elif will_retry(err, self._facts()):
             self._report_retry(error_code(err), None, err)
         else:
             self._report(EventType.TASK_FAILED, _ids.task_outcome_id(self.instance_id), error=err)
+
+    def _cancelled_by_worker(
+        self, details: temporalio.activity.ActivityCancellationDetails
+    ) -> None:
+        # Cancelled for another reason than a request from the workflow or a client.
+        if details.worker_shutdown:
+            self._worker_shutdown()
+        elif details.not_found:
+            # Not timed out, yet unknown to Temporal: its workflow run has closed.
+            self._report(
+                EventType.TASK_CANCELLED,
+                _ids.task_outcome_id(self.instance_id),
+                message="the workflow run closed during the attempt",
+            )
+        else:
+            code = "ActivityPaused" if details.paused else "ActivityReset"
+            self._report_retry(code, f"attempt {self.state.attempt} ended: {code}")
+
+    def _run_closed(self) -> bool:
+        # The run's outcome was reported here: Temporal ignores what the attempt does now,
+        # and the workflow side reported how the task ended (or the run ended without it).
+        run_id = self._info.workflow_run_id or ""
+        if not REPORTED.seen(_ids.workflow_outcome_id(run_id)):
+            return False
+        self._report(
+            EventType.TASK_CANCELLED,
+            _ids.task_outcome_id(self.instance_id),
+            message="the workflow run closed during the attempt",
+        )
+        return True
 
     def _close(self) -> bool:
         # False when a later attempt already reported this one's retry.
