@@ -20,9 +20,9 @@ from pathlib import Path
 from temporalio.client import Client
 from temporalio.worker import Worker
 
-sys.path.insert(0, str(Path(__file__).parent))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from sandbox_workflows import PIPELINE, ModuleLevelConfigureWorkflow  # noqa: E402
+from temporal.sandbox_workflows import PIPELINE, ModuleLevelConfigureWorkflow
 
 
 def tracer_providers() -> int:
@@ -37,8 +37,12 @@ async def main(address: str, runs: int) -> None:
     queue = f"sandbox-{uuid.uuid4().hex[:8]}"
 
     async def run_once() -> bool:
-        return await client.execute_workflow(
-            ModuleLevelConfigureWorkflow.run, id=f"sandbox-{uuid.uuid4().hex}", task_queue=queue
+        return bool(
+            await client.execute_workflow(
+                ModuleLevelConfigureWorkflow.run,
+                id=f"sandbox-{uuid.uuid4().hex}",
+                task_queue=queue,
+            )
         )
 
     async with Worker(
@@ -49,9 +53,8 @@ async def main(address: str, runs: int) -> None:
         results += [await run_once() for _ in range(runs)]
         after = (tracer_providers(), atexit._ncallbacks(), threading.active_count())
     PIPELINE.shutdown(5_000)
-    growth = dict(
-        zip(("providers", "exit_hooks", "threads"), (a - b for a, b in zip(after, before)))
-    )
+    names = ("providers", "exit_hooks", "threads")
+    growth = {name: a - b for name, a, b in zip(names, after, before, strict=True)}
     print(json.dumps({"results": results, "growth": growth}), flush=True)
 
 
