@@ -61,6 +61,19 @@ def test_async_failure_reports_the_clients_failure(harness: Harness) -> None:
     assert events[2].error.message == "greeting refused"
 
 
+def test_async_cancellation_reports_the_clients_confirmation(harness: Harness) -> None:
+    """The workflow cancels an async activity; the client confirms: task_cancelled."""
+    handle = harness.start_workflow(GreetingWorkflow.run, "cancel")
+    events = harness.finish(handle)
+
+    assert harness.loop.run(handle.result()) == "cancelled"
+    assert rows(events) == [
+        STARTED,
+        *task("compose_greeting", outcome="task_cancelled"),
+        ("workflow_completed", "", 0),
+    ]
+
+
 @pytest.mark.parametrize("beat", [False, True], ids=["silent", "heartbeating"])
 def test_start_to_close_timeouts_are_reported_as_timeouts(harness: Harness, beat: bool) -> None:
     """Two attempts time out: task_retry then task_failed, both timeouts, before

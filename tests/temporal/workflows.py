@@ -10,8 +10,9 @@ from datetime import timedelta
 from typing import NoReturn
 
 from temporalio import activity, workflow
+from temporalio.client import AsyncActivityCancelledError
 from temporalio.common import RetryPolicy
-from temporalio.exceptions import ApplicationError
+from temporalio.exceptions import ActivityError, ApplicationError
 from temporalio.workflow import ActivityCancellationType
 
 with workflow.unsafe.imports_passed_through():
@@ -79,6 +80,15 @@ async def compose_greeting(mode: str) -> str:
     async def finish() -> None:
         await asyncio.sleep(0.3)
         await handle.heartbeat()
+        if mode == "cancel":
+            # Heartbeat until the workflow asks to cancel, then confirm it, like a client.
+            while True:
+                try:
+                    await handle.heartbeat()
+                except AsyncActivityCancelledError:
+                    await handle.report_cancellation()
+                    return
+                await asyncio.sleep(0.1)
         if mode == "fail":
             await handle.fail(ApplicationError("greeting refused", type="Refused"))
         else:
@@ -160,18 +170,27 @@ class StepsWorkflow:
 
 @workflow.defn
 class GreetingWorkflow:
-    """One activity completed asynchronously by a client (complete or fail)."""
+    """One activity completed asynchronously by a client (complete, fail or cancel)."""
 
     @workflow.run
     async def run(self, mode: str) -> str:
-        """Return the greeting the client completed the activity with."""
-        return await workflow.execute_activity(
+        """Return the greeting the client completed the activity with ("cancel": cancel it)."""
+        handle = workflow.start_activity(
             compose_greeting,
             mode,
             start_to_close_timeout=timedelta(seconds=10),
             heartbeat_timeout=timedelta(seconds=5),
             retry_policy=RetryPolicy(maximum_attempts=1),
+            cancellation_type=ActivityCancellationType.WAIT_CANCELLATION_COMPLETED,
         )
+        if mode == "cancel":
+            await workflow.sleep(0.6)
+            handle.cancel()
+            try:
+                await handle
+            except ActivityError:
+                return "cancelled"
+        return await handle
 
 
 @workflow.defn
