@@ -24,6 +24,7 @@ from otel_stigmer.contrib.temporal import _ids
 from otel_stigmer.contrib.temporal._closes import CloseReport, terminated_report, timed_out_report
 from otel_stigmer.contrib.temporal._identity import ExecutionIdContext
 from otel_stigmer.contrib.temporal._interceptor import StigmerInterceptor
+from otel_stigmer.contrib.temporal._once import OnceFilter
 from otel_stigmer.contrib.temporal._report import REPORTED, MarkerParams
 
 __all__ = ["ClosedRunWatcher"]
@@ -63,6 +64,8 @@ class ClosedRunWatcher:
         self._lookback = lookback
         self._overlap = timedelta(seconds=max(10.0, 3 * interval))
         self._since: datetime | None = None
+        # Runs already handled (reported, or a reset's replaced run): not read again.
+        self._handled = OnceFilter()
 
     async def run(self, stop: asyncio.Event | None = None) -> None:
         """Poll until ``stop`` is set (or the task is cancelled); errors are logged."""
@@ -89,8 +92,13 @@ class ClosedRunWatcher:
                 newest = max(newest, execution.close_time)
             if REPORTED.seen(_ids.workflow_outcome_id(execution.run_id)):
                 continue
-            if await self._report(execution):
-                reported += 1
+            if not self._handled.first(execution.run_id):
+                continue
+            try:
+                reported += await self._report(execution)
+            except BaseException:
+                self._handled.forget(execution.run_id)  # try again on the next poll
+                raise
         # Runs may show up in visibility late: look back over an overlap next time.
         self._since = max(since, min(newest, now) - self._overlap)
         return reported
