@@ -30,6 +30,8 @@ from otel_stigmer.contrib.temporal._report import REPORTED, MarkerParams
 __all__ = ["ClosedRunWatcher"]
 
 _log = logging.getLogger(__name__)
+#: Runs whose close is read (history, describe) at the same time.
+_CONCURRENT_READS = 16
 _QUERY = "(ExecutionStatus = 'Terminated' OR ExecutionStatus = 'TimedOut') AND CloseTime >= '{}'"
 
 
@@ -87,18 +89,25 @@ class ClosedRunWatcher:
         newest = since
         reported = 0
         query = _QUERY.format(since.isoformat().replace("+00:00", "Z"))
+        pending: list[WorkflowExecution] = []
         async for execution in self._client.list_workflows(query):
             if execution.close_time is not None:
                 newest = max(newest, execution.close_time)
             if REPORTED.seen(_ids.workflow_outcome_id(execution.run_id)):
                 continue
-            if not self._handled.first(execution.run_id):
-                continue
-            try:
-                reported += await self._report(execution)
-            except BaseException:
-                self._handled.forget(execution.run_id)  # try again on the next poll
-                raise
+            if self._handled.first(execution.run_id):
+                pending.append(execution)
+        for start in range(0, len(pending), _CONCURRENT_READS):
+            batch = pending[start : start + _CONCURRENT_READS]
+            outcomes = await asyncio.gather(
+                *(self._report(execution) for execution in batch), return_exceptions=True
+            )
+            for execution, outcome in zip(batch, outcomes, strict=True):
+                if isinstance(outcome, BaseException):
+                    self._handled.forget(execution.run_id)  # try again on the next poll
+                    _log.warning("could not report run %s", execution.run_id, exc_info=outcome)
+                else:
+                    reported += outcome
         # Runs may show up in visibility late: look back over an overlap next time.
         self._since = max(since, min(newest, now) - self._overlap)
         return reported
