@@ -48,3 +48,18 @@ def test_parallel_activities_have_distinct_instance_ids_stable_across_attempts(
     assert sequences == sorted([ok] * 4 + [flaky])
     run_id = events[0].metadata["temporal.run_id"]
     assert {i.split("/")[0] for i in by_instance} == {run_id}
+
+
+def test_local_activities_report_like_activities(harness: Harness) -> None:
+    """Local activities (the local-activity sample), one retried: the same task events."""
+    handle = harness.start(["local:ok_step", "local:flaky_step"])
+    events = harness.finish(handle)
+
+    assert rows(events) == [
+        STARTED,
+        *task("ok_step"),
+        *task("flaky_step", outcome="task_retry"),
+        *task("flaky_step", attempt=2),
+        COMPLETED,
+    ]
+    assert events[3].task_instance_id == events[5].task_instance_id != events[1].task_instance_id

@@ -157,6 +157,14 @@ class StepsWorkflow:
                 workflow.continue_as_new(plan[index + 1 :])
             if name == "wait_forever":
                 await workflow.wait_condition(lambda: False)
+            if name.startswith("local:"):
+                await workflow.execute_local_activity(
+                    name.removeprefix("local:"),
+                    index,
+                    start_to_close_timeout=timedelta(seconds=30),
+                    retry_policy=_RETRY,
+                )
+                continue
             await workflow.execute_activity(
                 name,
                 index,
