@@ -19,13 +19,11 @@ from temporalio.exceptions import (
     is_cancelled_exception,
 )
 
-from otel_stigmer import conventions as conv
 from otel_stigmer.events import EventType
 
 __all__ = [
     "AttemptFacts",
     "TaskResult",
-    "activity_outcome",
     "error_code",
     "failure_summary",
     "task_result",
@@ -81,23 +79,6 @@ def will_retry(err: BaseException, facts: AttemptFacts) -> bool:
         if facts.now + _next_delay(err, policy, facts.attempt) >= deadline:
             return False
     return True
-
-
-def activity_outcome(err: BaseException, facts: AttemptFacts, *, cancel_requested: bool) -> str:
-    """The ``stigmer.status`` for a failed activity attempt.
-
-    Args:
-        err: What the activity raised.
-        facts: The attempt's retry facts.
-        cancel_requested: Whether a raised cancellation was asked for (by the workflow or
-            a client), as opposed to a timeout or worker shutdown, which Temporal retries.
-
-    Returns:
-        ``"cancelled"``, ``"retrying"`` or ``"failed"``.
-    """
-    if isinstance(err, (asyncio.CancelledError, CancelledError)) and cancel_requested:
-        return conv.CANCELLED
-    return conv.RETRYING if will_retry(err, facts) else "failed"
 
 
 def workflow_outcome(
