@@ -18,6 +18,8 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import os
+import sys
 import uuid
 from datetime import timedelta
 
@@ -117,3 +119,8 @@ async def main(argv: list[str] | None = None) -> None:
 if __name__ == "__main__":
     with contextlib.suppress(KeyboardInterrupt):
         asyncio.run(main())
+    # Events are delivered by now (the pipeline was shut down). Skip interpreter teardown:
+    # temporalio's core threads can abort it ("PyGILState_Release", sdk-python issue 300).
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)

@@ -5,7 +5,9 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import os
 import signal
+import sys
 
 __all__ = ["build_parser", "temporal_watch_main"]
 
@@ -41,15 +43,23 @@ def temporal_watch_main(argv: list[str]) -> int:
     """Run the watcher until interrupted (or once with ``--once``)."""
     args = build_parser().parse_args(argv)
     if args.interval <= 0 or args.lookback <= 0:
-        print("otel-stigmer temporal-watch: --interval and --lookback must be positive")
+        print(
+            "otel-stigmer temporal-watch: --interval and --lookback must be positive",
+            file=sys.stderr,
+        )
         return 2
     import otel_stigmer  # noqa: PLC0415 - keep --help fast
 
     pipeline = otel_stigmer.configure()
     try:
-        return asyncio.run(_watch(args))
+        code = asyncio.run(_watch(args))
     finally:
         pipeline.shutdown(10_000)
+    # Events are delivered by now. Skip interpreter teardown: temporalio's core threads
+    # can abort it ("PyGILState_Release", sdk-python issue 300).
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
 
 
 async def _watch(args: argparse.Namespace) -> int:

@@ -12,6 +12,7 @@ import asyncio
 import atexit
 import gc
 import json
+import os
 import sys
 import threading
 import uuid
@@ -60,3 +61,8 @@ async def main(address: str, runs: int) -> None:
 
 if __name__ == "__main__":
     asyncio.run(main(sys.argv[1], int(sys.argv[2])))
+    # Events are delivered by now (the pipeline was shut down). Skip interpreter teardown:
+    # temporalio's core threads can abort it ("PyGILState_Release", sdk-python issue 300).
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)
