@@ -18,6 +18,8 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import os
+import sys
 import uuid
 from datetime import timedelta
 
@@ -27,7 +29,7 @@ from temporalio.common import RetryPolicy
 from temporalio.worker import Worker
 
 import otel_stigmer
-from otel_stigmer.contrib.temporal import StigmerInterceptor
+from otel_stigmer.contrib.temporal import ClosedRunWatcher, StigmerInterceptor
 
 TASK_QUEUE = "stigmer-example"
 
@@ -91,7 +93,8 @@ async def main(argv: list[str] | None = None) -> None:
     # Reads STIGMER_SERVICE_*; a misconfiguration stops here with a message naming the fix.
     pipeline = otel_stigmer.configure()
     # One interceptor on the client; workers built from this client inherit it.
-    client = await Client.connect(args.address, interceptors=[StigmerInterceptor()])
+    interceptor = StigmerInterceptor()
+    client = await Client.connect(args.address, interceptors=[interceptor])
     try:
         if args.mode == "start":
             await start(client)
@@ -107,7 +110,8 @@ async def main(argv: list[str] | None = None) -> None:
                 await start(client)
             else:
                 print(f"worker polling {TASK_QUEUE!r} on {args.address}; Ctrl-C to stop")
-                await asyncio.Event().wait()
+                # Reports runs that are terminated or time out (no workflow code runs then).
+                await ClosedRunWatcher(client, interceptor).run()
     finally:
         pipeline.shutdown(10_000)
 
@@ -115,3 +119,8 @@ async def main(argv: list[str] | None = None) -> None:
 if __name__ == "__main__":
     with contextlib.suppress(KeyboardInterrupt):
         asyncio.run(main())
+    # Events are delivered by now (the pipeline was shut down). Skip interpreter teardown:
+    # temporalio's core threads can abort it ("PyGILState_Release", sdk-python issue 300).
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)

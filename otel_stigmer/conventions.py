@@ -48,3 +48,8 @@ RETRYING: Final = "retrying"
 #: (for example ``workflow_started``) at its start time, instead of a start/end pair.
 #: Integrations whose engine cannot hold a span open (Temporal workflow code) use it.
 EVENT_TYPE: Final = "stigmer.event.type"
+#: Explicit event id of a marker span, instead of one derived from its span. Integrations
+#: that may report the same fact from several processes (Temporal: the activity worker, the
+#: workflow worker, a watcher) derive it from the engine's own ids, so receivers that
+#: de-duplicate by event id store the fact once.
+EVENT_ID: Final = "stigmer.event.id"

@@ -152,6 +152,9 @@ def started_events(span: SpanLike) -> list[WorkflowProgressEvent]:
         if event_type not in _MARKER_STATUS:
             return []
         event = _base(_Identity(span, attrs), event_type, _MARKER_STATUS[event_type], time_ns, "m")
+        explicit_id = _text(attrs.get(conv.EVENT_ID), MAX_ID_CHARS)
+        if explicit_id:
+            event.event_id = explicit_id
         event.message = _message(attrs, "") or _default_message(event)
         if event_type.endswith(("_failed", "_retry")):
             _fill_error(event, span, attrs, _last_exception(span.events))

@@ -19,6 +19,7 @@ commands:
   serve    run the reference receiver (gRPC) with its live page (HTTP)
   tail     follow the progress events of a receiver in the terminal
   doctor   check configuration, DNS, TCP, TLS and authentication against the endpoint
+  temporal-watch  report terminated and timed-out Temporal runs
 
 Run `otel-stigmer COMMAND --help` for the options of a command.
 """
@@ -29,6 +30,7 @@ _COMMANDS: dict[str, tuple[str, str]] = {
     "serve": ("otel_stigmer.server.cli", "serve_main"),
     "tail": ("otel_stigmer.cli.tail", "tail_main"),
     "doctor": ("otel_stigmer.cli.doctor", "doctor_main"),
+    "temporal-watch": ("otel_stigmer.cli.temporal_watch", "temporal_watch_main"),
 }
 
 

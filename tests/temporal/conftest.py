@@ -22,16 +22,18 @@ from temporalio.worker import Worker
 
 import otel_stigmer
 from otel_stigmer import StigmerConfig, StigmerPipeline, WorkflowProgressEvent
-from otel_stigmer.contrib.temporal import StigmerInterceptor
+from otel_stigmer.contrib.temporal import ClosedRunWatcher, StigmerInterceptor
 from otel_stigmer.testing import StigmerTestServer
 
-from .workflows import LOCAL_ACTIVITIES, StepsWorkflow
+from .workflows import LOCAL_ACTIVITIES, WORKFLOWS, StepsWorkflow
 
 T = TypeVar("T")
 
 #: The receiver's API key; it must never show up in any output.
 CANARY_KEY = "canary-temporal-9d1c2e"
 TASK_QUEUE = "stigmer-tests"
+#: Seconds between the session watcher's polls.
+WATCH_INTERVAL = 0.5
 _WORKFLOW_END = ("workflow_completed", "workflow_failed", "workflow_cancelled")
 
 
@@ -79,6 +81,7 @@ class Harness:
     pipeline: StigmerPipeline
     address: str
     tracer_provider: TracerProvider
+    interceptor: StigmerInterceptor
 
     def start(self, plan: list[str], *, client: Client | None = None) -> WorkflowHandle[Any, Any]:
         """Start :class:`StepsWorkflow` with a fresh workflow id."""
@@ -89,6 +92,21 @@ class Harness:
                 id=f"steps-{uuid.uuid4().hex[:12]}",
                 task_queue=TASK_QUEUE,
             )
+        )
+
+    def start_workflow(self, run: Any, arg: Any, **options: Any) -> WorkflowHandle[Any, Any]:
+        """Start any test workflow on the session queue with a fresh id."""
+        options.setdefault("id", f"wf-{uuid.uuid4().hex[:12]}")
+        options.setdefault("task_queue", TASK_QUEUE)
+        return self.loop.run(self.client.start_workflow(run, arg, **options))
+
+    def wait_started(self, handle: WorkflowHandle[Any, Any], task_name: str = "") -> None:
+        """Wait until the run's start (or a start of ``task_name``) is stored."""
+        wanted = "task_started" if task_name else "workflow_started"
+        self.receiver.wait_for_events(
+            lambda events: any(e.event_type == wanted and e.task_name == task_name for e in events),
+            execution_id=handle.id,
+            timeout=20,
         )
 
     def finish(
@@ -116,6 +134,10 @@ class Harness:
             execution_id=execution_id,
             timeout=20,
         )
+
+
+async def _new_event() -> asyncio.Event:
+    return asyncio.Event()
 
 
 async def new_worker(client: Client, **options: Any) -> Worker:
@@ -158,15 +180,30 @@ def harness(loop_thread: LoopThread, temporal_env: WorkflowEnvironment) -> Itera
             new_worker(
                 client,
                 task_queue=TASK_QUEUE,
-                workflows=[StepsWorkflow],
+                workflows=WORKFLOWS,
                 activities=LOCAL_ACTIVITIES,
                 max_cached_workflows=0,
             )
         )
         running = loop_thread.submit(worker.run())
+        # Reports runs that end without workflow code (terminate, timeouts).
+        watcher = ClosedRunWatcher(client, interceptor, interval=WATCH_INTERVAL)
+        stop_watching = loop_thread.run(_new_event())
+        watching = loop_thread.submit(watcher.run(stop_watching))
         try:
-            yield Harness(loop_thread, client, plain_client, receiver, pipeline, address, provider)
+            yield Harness(
+                loop_thread,
+                client,
+                plain_client,
+                receiver,
+                pipeline,
+                address,
+                provider,
+                interceptor,
+            )
         finally:
+            loop_thread.loop.call_soon_threadsafe(stop_watching.set)
+            watching.result(10)
             loop_thread.run(worker.shutdown())
             running.result(10)
             pipeline.shutdown(5_000)

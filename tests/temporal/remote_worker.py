@@ -38,3 +38,8 @@ async def main(address: str) -> None:
 
 if __name__ == "__main__":
     asyncio.run(main(sys.argv[1]))
+    # Events are delivered by now (the pipeline was shut down). Skip interpreter teardown:
+    # temporalio's core threads can abort it ("PyGILState_Release", sdk-python issue 300).
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from datetime import datetime, timedelta, timezone
 
 import pytest
@@ -24,7 +23,6 @@ from otel_stigmer.contrib.temporal._identity import Identity, resolve_identity
 from otel_stigmer.contrib.temporal._once import OnceFilter
 from otel_stigmer.contrib.temporal._outcome import (
     AttemptFacts,
-    activity_outcome,
     failure_summary,
     will_retry,
     workflow_outcome,
@@ -94,17 +92,6 @@ def test_schedule_to_close_deadline_ends_retries() -> None:
     assert will_retry(
         RuntimeError("x"), facts(policy=policy, schedule_to_close=timedelta(minutes=5))
     )
-
-
-def test_activity_cancellation_depends_on_why() -> None:
-    """A requested cancel is cancelled; a timeout's cancellation is retried like a failure."""
-    assert activity_outcome(asyncio.CancelledError(), facts(), cancel_requested=True) == (
-        "cancelled"
-    )
-    assert activity_outcome(CancelledError("x"), facts(), cancel_requested=False) == "retrying"
-    assert activity_outcome(RuntimeError("x"), facts(), cancel_requested=True) == "retrying"
-    final = ApplicationError("x", non_retryable=True)
-    assert activity_outcome(final, facts(), cancel_requested=False) == "failed"
 
 
 def test_workflow_outcome_follows_temporal_rules() -> None:

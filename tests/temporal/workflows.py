@@ -4,12 +4,19 @@ from __future__ import annotations
 
 import asyncio
 import os
+import threading
+import time
 from datetime import timedelta
+from typing import NoReturn
 
 from temporalio import activity, workflow
+from temporalio.client import AsyncActivityCancelledError
 from temporalio.common import RetryPolicy
-from temporalio.exceptions import ApplicationError
+from temporalio.exceptions import ActivityError, ApplicationError
 from temporalio.workflow import ActivityCancellationType
+
+with workflow.unsafe.imports_passed_through():
+    from temporalio.exceptions import CancelledError
 
 #: Task queue served only by the activity worker in a separate process.
 REMOTE_TASK_QUEUE = "stigmer-remote-activities"
@@ -46,7 +53,87 @@ async def hang_step(step: int) -> int:
         await asyncio.sleep(0.1)
 
 
-LOCAL_ACTIVITIES = [ok_step, flaky_step, fatal_step, hang_step]
+class Finished:
+    """Attempts that returned (to wait for late ones); lives outside the sandbox."""
+
+    lock = threading.Lock()
+    attempts: dict[str, list[int]] = {}  # noqa: RUF012 - shared on purpose
+
+    @classmethod
+    def add(cls, key: str, attempt: int) -> None:
+        """Record that an attempt of ``key`` returned."""
+        with cls.lock:
+            cls.attempts.setdefault(key, []).append(attempt)
+
+    @classmethod
+    def of(cls, key: str) -> list[int]:
+        """The attempts of ``key`` that returned so far."""
+        with cls.lock:
+            return list(cls.attempts.get(key, []))
+
+
+@activity.defn
+async def compose_greeting(mode: str) -> str:
+    """Complete asynchronously, like the async-completion sample: a client finishes it."""
+    handle = activity.client().get_async_activity_handle(task_token=activity.info().task_token)
+
+    async def finish() -> None:
+        await asyncio.sleep(0.3)
+        await handle.heartbeat()
+        if mode == "cancel":
+            # Heartbeat until the workflow asks to cancel, then confirm it, like a client.
+            while True:
+                try:
+                    await handle.heartbeat()
+                except AsyncActivityCancelledError:
+                    await handle.report_cancellation()
+                    return
+                await asyncio.sleep(0.1)
+        if mode == "fail":
+            await handle.fail(ApplicationError("greeting refused", type="Refused"))
+        else:
+            await handle.complete("Hello, World!")
+
+    _PENDING.add(asyncio.get_running_loop().create_task(finish()))
+    activity.raise_complete_async()
+
+
+_PENDING: set[asyncio.Task[None]] = set()
+
+
+@activity.defn
+async def late_step(beat: bool) -> str:
+    """Outlive the start-to-close timeout (heartbeating if ``beat``); record the return."""
+    key = activity.info().workflow_id or ""
+    try:
+        for _ in range(16):
+            if beat:
+                activity.heartbeat()
+            await asyncio.sleep(0.1)
+        return "late"
+    finally:
+        Finished.add(key, activity.info().attempt)
+
+
+@activity.defn
+def never_complete_activity() -> NoReturn:
+    """Heartbeat until cancelled, like the cancellation sample (runs in a thread)."""
+    try:
+        while True:
+            activity.heartbeat()
+            time.sleep(0.1)
+    except CancelledError:
+        raise
+    finally:
+        Finished.add(activity.info().workflow_id or "", activity.info().attempt)
+
+
+@activity.defn
+def cleanup_activity() -> None:
+    """The sample's cleanup step."""
+
+
+LOCAL_ACTIVITIES = [ok_step, flaky_step, fatal_step, hang_step, compose_greeting, late_step]
 
 
 @workflow.defn
@@ -68,6 +155,16 @@ class StepsWorkflow:
         for index, name in enumerate(plan):
             if name == "continue_as_new":
                 workflow.continue_as_new(plan[index + 1 :])
+            if name == "wait_forever":
+                await workflow.wait_condition(lambda: False)
+            if name.startswith("local:"):
+                await workflow.execute_local_activity(
+                    name.removeprefix("local:"),
+                    index,
+                    start_to_close_timeout=timedelta(seconds=30),
+                    retry_policy=_RETRY,
+                )
+                continue
             await workflow.execute_activity(
                 name,
                 index,
@@ -77,3 +174,97 @@ class StepsWorkflow:
                 cancellation_type=ActivityCancellationType.WAIT_CANCELLATION_COMPLETED,
                 retry_policy=_RETRY,
             )
+
+
+@workflow.defn
+class GreetingWorkflow:
+    """One activity completed asynchronously by a client (complete, fail or cancel)."""
+
+    @workflow.run
+    async def run(self, mode: str) -> str:
+        """Return the greeting the client completed the activity with ("cancel": cancel it)."""
+        handle = workflow.start_activity(
+            compose_greeting,
+            mode,
+            start_to_close_timeout=timedelta(seconds=10),
+            heartbeat_timeout=timedelta(seconds=5),
+            retry_policy=RetryPolicy(maximum_attempts=1),
+            cancellation_type=ActivityCancellationType.WAIT_CANCELLATION_COMPLETED,
+        )
+        if mode == "cancel":
+            await workflow.sleep(0.6)
+            handle.cancel()
+            try:
+                await handle
+            except ActivityError:
+                return "cancelled"
+        return await handle
+
+
+@workflow.defn
+class TimeoutWorkflow:
+    """One activity that outlives its start-to-close timeout on both of its attempts."""
+
+    @workflow.run
+    async def run(self, beat: bool) -> str:
+        """Fail with the activity's timeout."""
+        return await workflow.execute_activity(
+            late_step,
+            beat,
+            start_to_close_timeout=timedelta(seconds=1),
+            heartbeat_timeout=timedelta(seconds=5) if beat else None,
+            retry_policy=RetryPolicy(
+                initial_interval=timedelta(milliseconds=100), maximum_attempts=2
+            ),
+        )
+
+
+@workflow.defn
+class CancellationWorkflow:
+    """The cancellation sample: a heartbeating activity, then a cleanup activity."""
+
+    @workflow.run
+    async def run(self) -> None:
+        """Run until cancelled, then clean up."""
+        try:
+            await workflow.execute_activity(
+                never_complete_activity,
+                start_to_close_timeout=timedelta(seconds=1000),
+                heartbeat_timeout=timedelta(seconds=2),
+            )
+        finally:
+            await workflow.execute_activity(
+                cleanup_activity, start_to_close_timeout=timedelta(seconds=5)
+            )
+
+
+@workflow.defn
+class ParentWorkflow:
+    """Run :class:`StepsWorkflow` as a child, like the child-workflow sample."""
+
+    @workflow.run
+    async def run(self, plan: list[str]) -> None:
+        """Run the child to its end."""
+        await workflow.execute_child_workflow(
+            StepsWorkflow.run, plan, id=f"{workflow.info().workflow_id}-child"
+        )
+
+
+@workflow.defn
+class FanOutWorkflow:
+    """Run activities in parallel, like the parallel-activity sample."""
+
+    @workflow.run
+    async def run(self, plan: list[str]) -> None:
+        """Run every plan entry at once."""
+        await asyncio.gather(
+            *(
+                workflow.execute_activity(
+                    name, index, start_to_close_timeout=timedelta(seconds=30), retry_policy=_RETRY
+                )
+                for index, name in enumerate(plan)
+            )
+        )
+
+
+WORKFLOWS = [StepsWorkflow, GreetingWorkflow, TimeoutWorkflow, ParentWorkflow, FanOutWorkflow]

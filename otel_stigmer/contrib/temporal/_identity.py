@@ -47,10 +47,12 @@ ExecutionIdResolver = Callable[[ExecutionIdContext], "str | None"]
 
 @dataclass(frozen=True)
 class Identity:
-    """The Stigmer identity of one workflow run."""
+    """The Stigmer identity of one workflow run (and its parent run, for a child)."""
 
     execution_id: str
     workflow_name: str
+    parent_workflow_id: str = ""
+    parent_run_id: str = ""
 
 
 def from_workflow_id() -> ExecutionIdResolver:

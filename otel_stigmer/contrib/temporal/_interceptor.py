@@ -3,19 +3,14 @@
 from __future__ import annotations
 
 import logging
-import time
 from collections.abc import Mapping
-from typing import Any
 
 import opentelemetry.context
 import opentelemetry.trace
 import temporalio.api.common.v1
 import temporalio.worker
-from opentelemetry.trace import SpanKind, Status, StatusCode
-from opentelemetry.util.types import AttributeValue
 from temporalio.contrib.opentelemetry import TracingInterceptor
 
-from otel_stigmer import conventions as conv
 from otel_stigmer.contrib.temporal._activity import StigmerActivityInboundInterceptor
 from otel_stigmer.contrib.temporal._identity import (
     ExecutionIdContext,
@@ -25,11 +20,10 @@ from otel_stigmer.contrib.temporal._identity import (
     resolve_identity,
 )
 from otel_stigmer.contrib.temporal._once import OnceFilter
-from otel_stigmer.contrib.temporal._outcome import failure_summary
+from otel_stigmer.contrib.temporal._report import MarkerParams, emit_marker
 from otel_stigmer.contrib.temporal._workflow import (
     MARKER_EXTERN,
     RESOLVE_EXTERN,
-    MarkerParams,
     StigmerWorkflowInboundInterceptor,
 )
 
@@ -73,18 +67,25 @@ class StigmerInterceptor(TracingInterceptor):
         super().__init__(tracer, always_create_workflow_spans=always_create_workflow_spans)
         self.stigmer_tracer = tracer or opentelemetry.trace.get_tracer(_SCOPE)
         self._resolver = execution_id or from_workflow_id()
-        self._reported = OnceFilter()
 
     def intercept_activity(
         self, next: temporalio.worker.ActivityInboundInterceptor
     ) -> temporalio.worker.ActivityInboundInterceptor:
-        """Run each activity attempt in a Stigmer task span."""
+        """Report each activity attempt (once, however often the interceptor is registered)."""
+        if _chain_reports(next):
+            _warn_registered_twice()
+            return next
         return StigmerActivityInboundInterceptor(next, self)
 
-    def workflow_interceptor_class(
+    # None (no interceptor) is allowed by temporalio's Interceptor, not by TracingInterceptor.
+    def workflow_interceptor_class(  # type: ignore[override]
         self, input: temporalio.worker.WorkflowInterceptorClassInput
-    ) -> type[StigmerWorkflowInboundInterceptor]:
+    ) -> type[StigmerWorkflowInboundInterceptor] | None:
         """Register the host-side functions the workflow interceptor calls."""
+        if RESOLVE_EXTERN in input.unsafe_extern_functions:
+            # Registered on both the client and the worker: the first one reports.
+            _warn_registered_twice()
+            return None
         super().workflow_interceptor_class(input)
         input.unsafe_extern_functions.update(
             {RESOLVE_EXTERN: self.resolve_identity, MARKER_EXTERN: self._emit_marker}
@@ -103,13 +104,18 @@ class StigmerInterceptor(TracingInterceptor):
             return None
         try:
             value = self.payload_converter.from_payloads([payload])[0]
-            execution_id, workflow_name = value["execution_id"], value["workflow_name"]
+            fields = {
+                name: value.get(name, "")
+                for name in ("execution_id", "workflow_name", "parent_workflow_id", "parent_run_id")
+            }
         except Exception:
             _log.warning("ignoring a malformed Stigmer identity header", exc_info=True)
             return None
-        if not isinstance(execution_id, str) or not isinstance(workflow_name, str):
+        if not all(isinstance(text, str) for text in fields.values()):
             return None
-        return Identity(execution_id=execution_id, workflow_name=workflow_name)
+        if not fields["execution_id"]:
+            return None
+        return Identity(**fields)
 
     def context_from_headers(
         self, headers: Mapping[str, temporalio.api.common.v1.Payload]
@@ -126,48 +132,37 @@ class StigmerInterceptor(TracingInterceptor):
             return None
         return self.text_map_propagator.extract(carrier, context=opentelemetry.context.Context())
 
-    def _emit_marker(self, params: MarkerParams) -> None:
-        if not self._reported.first((params.run_id, params.event_type)):
-            return
+    def emit(
+        self, params: MarkerParams, *, parent: opentelemetry.context.Context | None = None
+    ) -> None:
+        """Report one Stigmer event as a marker span, unless this process already did."""
         try:
-            self._start_marker(params)
+            emit_marker(
+                self.stigmer_tracer, params, propagator=self.text_map_propagator, parent=parent
+            )
         except Exception:
             _log.warning("could not report %s", params.event_type, exc_info=True)
 
-    def _start_marker(self, params: MarkerParams) -> None:
-        # Real time, not workflow-task time: all markers of one task would share the latter,
-        # and the pipeline orders events across processes by their timestamps.
-        now = time.time_ns()
-        parent = opentelemetry.context.Context()
-        if params.parent_carrier:
-            parent = self.text_map_propagator.extract(dict(params.parent_carrier), context=parent)
-        identity = params.identity
-        meta = conv.METADATA_PREFIX + "temporal."
-        attributes: dict[str, AttributeValue] = {
-            conv.EVENT_TYPE: params.event_type,
-            conv.WORKFLOW_EXECUTION_ID: identity.execution_id,
-            conv.WORKFLOW_NAME: identity.workflow_name,
-            "temporalWorkflowID": params.workflow_id,
-            "temporalRunID": params.run_id,
-            meta + "workflow_id": params.workflow_id,
-            meta + "run_id": params.run_id,
-            meta + "task_queue": params.task_queue,
-        }
-        exception_attributes: dict[str, Any] | None = None
-        if params.error is not None:
-            code, message = failure_summary(params.error)
-            attributes[conv.ERROR_CODE] = code
-            attributes[conv.MESSAGE] = message
-            exception_attributes = {"exception.message": message}
-        span = self.stigmer_tracer.start_span(
-            f"{params.event_type}:{identity.workflow_name}",
-            parent,
-            kind=SpanKind.INTERNAL,
-            attributes=attributes,
-            start_time=now,
-        )
-        if params.error is not None:
-            span.record_exception(params.error, attributes=exception_attributes, timestamp=now)
-            if params.event_type != "workflow_cancelled":
-                span.set_status(Status(StatusCode.ERROR, str(attributes[conv.MESSAGE])))
-        span.end(end_time=now)
+    def _emit_marker(self, params: MarkerParams) -> None:
+        self.emit(params)
+
+
+_warnings = OnceFilter()
+
+
+def _chain_reports(next: temporalio.worker.ActivityInboundInterceptor) -> bool:
+    link: object = next
+    while isinstance(link, temporalio.worker.ActivityInboundInterceptor):
+        if isinstance(link, StigmerActivityInboundInterceptor):
+            return True
+        link = getattr(link, "next", None)
+    return False
+
+
+def _warn_registered_twice() -> None:
+    if not _warnings.first("registered twice"):
+        return
+    _log.warning(
+        "StigmerInterceptor is registered twice on one worker (on its client and in "
+        "Worker(interceptors=...)); reporting once. Register it on the client only."
+    )

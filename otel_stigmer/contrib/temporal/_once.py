@@ -23,6 +23,16 @@ class OnceFilter:
         self._seen: OrderedDict[Hashable, None] = OrderedDict()
         self._lock = threading.Lock()
 
+    def seen(self, key: Hashable) -> bool:
+        """Whether ``key`` was recorded (without recording it)."""
+        with self._lock:
+            return key in self._seen
+
+    def forget(self, key: Hashable) -> None:
+        """Drop ``key``, so that it is new again."""
+        with self._lock:
+            self._seen.pop(key, None)
+
     def first(self, key: Hashable) -> bool:
         """Record ``key``; return whether it was new."""
         with self._lock:

@@ -13,17 +13,21 @@ from temporalio.exceptions import (
     CancelledError,
     ChildWorkflowError,
     FailureError,
+    RetryState,
+    TimeoutError,
+    TimeoutType,
     is_cancelled_exception,
 )
 
-from otel_stigmer import conventions as conv
 from otel_stigmer.events import EventType
 
 __all__ = [
     "AttemptFacts",
-    "activity_outcome",
+    "TaskResult",
     "error_code",
     "failure_summary",
+    "task_result",
+    "timeout_code",
     "will_retry",
     "workflow_outcome",
 ]
@@ -77,23 +81,6 @@ def will_retry(err: BaseException, facts: AttemptFacts) -> bool:
     return True
 
 
-def activity_outcome(err: BaseException, facts: AttemptFacts, *, cancel_requested: bool) -> str:
-    """The ``stigmer.status`` for a failed activity attempt.
-
-    Args:
-        err: What the activity raised.
-        facts: The attempt's retry facts.
-        cancel_requested: Whether a raised cancellation was asked for (by the workflow or
-            a client), as opposed to a timeout or worker shutdown, which Temporal retries.
-
-    Returns:
-        ``"cancelled"``, ``"retrying"`` or ``"failed"``.
-    """
-    if isinstance(err, (asyncio.CancelledError, CancelledError)) and cancel_requested:
-        return conv.CANCELLED
-    return conv.RETRYING if will_retry(err, facts) else "failed"
-
-
 def workflow_outcome(
     err: BaseException, *, cancel_requested: bool, fails_workflow: bool
 ) -> EventType | None:
@@ -122,7 +109,65 @@ def failure_summary(err: BaseException) -> tuple[str, str]:
     while isinstance(root, (ActivityError, ChildWorkflowError)) and root.cause is not None:
         root = root.cause
     message = root.message if isinstance(root, FailureError) else str(root)
-    return error_code(root), message or str(err)
+    code = timeout_code(root) if isinstance(root, TimeoutError) else error_code(root)
+    return code, message or str(err)
+
+
+_TIMEOUT_CODES = {
+    TimeoutType.START_TO_CLOSE: "StartToCloseTimeout",
+    TimeoutType.SCHEDULE_TO_START: "ScheduleToStartTimeout",
+    TimeoutType.SCHEDULE_TO_CLOSE: "ScheduleToCloseTimeout",
+    TimeoutType.HEARTBEAT: "HeartbeatTimeout",
+}
+
+
+def timeout_code(err: TimeoutError) -> str:
+    """The error code naming which timeout ``err`` is."""
+    return _TIMEOUT_CODES.get(err.type, "Timeout") if err.type is not None else "Timeout"
+
+
+@dataclass(frozen=True)
+class TaskResult:
+    """How a task (activity or child workflow) ended, as its workflow saw it.
+
+    Attributes:
+        event_type: ``task_completed``, ``task_failed`` or ``task_cancelled``.
+        error_code: The failure's code, if it failed.
+        message: The failure's message, if it failed.
+        final_attempt: The attempt number when Temporal's answer implies it, else 0.
+    """
+
+    event_type: EventType
+    error_code: str | None = None
+    message: str | None = None
+    final_attempt: int = 0
+
+
+def task_result(err: BaseException | None, retry_policy: RetryPolicy | None) -> TaskResult:
+    """The outcome a workflow sees when a task's handle resolves with ``err`` (None: success).
+
+    Args:
+        err: What awaiting the handle raised, or None.
+        retry_policy: The task's retry policy, to name the last attempt when Temporal says
+            the attempts ran out.
+    """
+    if err is None:
+        return TaskResult(EventType.TASK_COMPLETED)
+    cause = err.cause if isinstance(err, (ActivityError, ChildWorkflowError)) else err
+    if isinstance(cause, (CancelledError, asyncio.CancelledError)):
+        return TaskResult(EventType.TASK_CANCELLED)
+    final = 0
+    if (
+        isinstance(err, ActivityError)
+        and err.retry_state == RetryState.MAXIMUM_ATTEMPTS_REACHED
+        and retry_policy is not None
+    ):
+        final = retry_policy.maximum_attempts
+    if isinstance(cause, TimeoutError):
+        code = timeout_code(cause)
+        return TaskResult(EventType.TASK_FAILED, code, f"{cause.message} ({code})", final)
+    code, message = failure_summary(err)
+    return TaskResult(EventType.TASK_FAILED, code, message, final)
 
 
 def _next_delay(err: BaseException, policy: RetryPolicy, attempt: int) -> timedelta:
