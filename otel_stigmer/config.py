@@ -28,9 +28,11 @@ __all__ = [
     "ENV_ENDPOINT",
     "ENV_MAX_BATCH_SIZE",
     "ENV_MAX_QUEUE_SIZE",
+    "ENV_PROTOCOL",
     "ENV_SPOOL_PATH",
     "ENV_TIMEOUT",
     "ENV_USE_TLS",
+    "PROTOCOLS",
     "StigmerConfig",
     "is_loopback_host",
     "parse_bool",
@@ -57,6 +59,10 @@ ENV_SPOOL_PATH = "STIGMER_SPOOL_PATH"
 ENV_MAX_QUEUE_SIZE = "STIGMER_MAX_QUEUE_SIZE"
 #: Events per ``report_progress_batch`` call. Default 500.
 ENV_MAX_BATCH_SIZE = "STIGMER_MAX_BATCH_SIZE"
+#: Wire protocol: ``progress`` (``report_progress``, default) or ``status`` (``updateStatus``).
+ENV_PROTOCOL = "STIGMER_PROTOCOL"
+#: The values of :data:`ENV_PROTOCOL`.
+PROTOCOLS = ("progress", "status")
 #: Upstream name of :data:`ENV_ENDPOINT`, read only when the primary variable is unset.
 ALIAS_ENDPOINT = "STIGMER_BACKEND_ENDPOINT"
 #: Upstream name of :data:`ENV_API_KEY`, read only when the primary variable is unset.
@@ -303,6 +309,9 @@ class StigmerConfig:
         spool_path: SQLite file of the durable spool, or ``None``.
         max_queue_size: Events held in memory by the delivery pipeline.
         max_batch_size: Events per ``report_progress_batch`` call.
+        protocol: ``progress`` to send events with ``report_progress`` (the Stigmer
+            Service), ``status`` to send each execution's status with ``updateStatus``
+            (the open-source Stigmer server).
     """
 
     endpoint: str
@@ -315,6 +324,7 @@ class StigmerConfig:
     spool_path: str | None = None
     max_queue_size: int = 100_000
     max_batch_size: int = 500
+    protocol: str = "progress"
     _host: str = field(init=False, repr=False, compare=False, default="")
     _port: int = field(init=False, repr=False, compare=False, default=0)
 
@@ -353,6 +363,14 @@ class StigmerConfig:
             _check_spool_path(self.spool_path)
         _check_positive_int(ENV_MAX_QUEUE_SIZE, self.max_queue_size)
         _check_positive_int(ENV_MAX_BATCH_SIZE, self.max_batch_size)
+        if self.protocol not in PROTOCOLS:
+            raise _fail(
+                ENV_PROTOCOL,
+                self.protocol,
+                "unknown protocol",
+                "use progress (report_progress, the Stigmer Service; the default) or status "
+                "(updateStatus, the open-source Stigmer server)",
+            )
 
     def _check_key_source(self) -> None:
         if self.api_key_file is not None:
@@ -423,6 +441,8 @@ class StigmerConfig:
             values["max_queue_size"] = _parse_int(*item)
         if (item := _get(env, ENV_MAX_BATCH_SIZE)) is not None:
             values["max_batch_size"] = _parse_int(*item)
+        if (item := _get(env, ENV_PROTOCOL)) is not None:
+            values["protocol"] = item[1].strip().lower()
         return cls(**values)  # type: ignore[arg-type]
 
     @property
