@@ -11,11 +11,14 @@ from types import TracebackType
 
 import grpc
 
+from otel_stigmer._proto.ai.stigmer.agentic.workflowexecution.v1 import command_pb2_grpc
 from otel_stigmer._proto.ai.stigmer.workflow.runner.v1 import progress_pb2_grpc
 from otel_stigmer.exceptions import ConfigError
 from otel_stigmer.server.auth import BearerKeyAuth
 from otel_stigmer.server.faults import FaultInjector
 from otel_stigmer.server.service import ProgressService
+from otel_stigmer.server.status_service import StatusService
+from otel_stigmer.server.status_store import StatusStore
 from otel_stigmer.server.store import EventStore
 
 __all__ = ["ReceiverServer", "format_endpoint"]
@@ -81,6 +84,7 @@ class ReceiverServer:
         self._max_workers = max_workers
         self.faults = FaultInjector(batch_enabled=batch_enabled)
         self._store: EventStore | None = None
+        self._status_store: StatusStore | None = None
         self._server: grpc.Server | None = None
 
     def __repr__(self) -> str:
@@ -119,6 +123,13 @@ class ReceiverServer:
         return self._store
 
     @property
+    def status_store(self) -> StatusStore:
+        """The statuses received through ``updateStatus`` (same database, own tables)."""
+        if self._status_store is None:
+            self._status_store = StatusStore(self._db_path)
+        return self._status_store
+
+    @property
     def running(self) -> bool:
         """True between :meth:`start` and :meth:`stop`."""
         return self._server is not None
@@ -142,6 +153,9 @@ class ReceiverServer:
         )
         progress_pb2_grpc.add_WorkflowRunnerCommandControllerServicer_to_server(
             ProgressService(store, self._auth, self.faults), server
+        )
+        command_pb2_grpc.add_WorkflowExecutionCommandControllerServicer_to_server(
+            StatusService(self.status_store, self._auth, self.faults), server
         )
         address = format_endpoint(self._host, self._port)
         try:
@@ -173,6 +187,9 @@ class ReceiverServer:
         if self._store is not None:
             self._store.close()
             self._store = None
+        if self._status_store is not None:
+            self._status_store.close()
+            self._status_store = None
 
     def wait_for_termination(self, timeout: float | None = None) -> bool:
         """Block until the server stops or ``timeout`` passes; True when it stopped."""
