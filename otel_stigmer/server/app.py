@@ -5,6 +5,7 @@ from __future__ import annotations
 import ipaddress
 import logging
 import os
+from collections import Counter
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from types import TracebackType
@@ -85,6 +86,8 @@ class ReceiverServer:
         self.faults = FaultInjector(batch_enabled=batch_enabled)
         self._store: EventStore | None = None
         self._status_store: StatusStore | None = None
+        #: ``updateStatus`` calls received per execution id, failed ones included.
+        self.status_calls: Counter[str] = Counter()
         self._server: grpc.Server | None = None
 
     def __repr__(self) -> str:
@@ -155,7 +158,7 @@ class ReceiverServer:
             ProgressService(store, self._auth, self.faults), server
         )
         command_pb2_grpc.add_WorkflowExecutionCommandControllerServicer_to_server(
-            StatusService(self.status_store, self._auth, self.faults), server
+            StatusService(self.status_store, self._auth, self.faults, self.status_calls), server
         )
         address = format_endpoint(self._host, self._port)
         try:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+import threading
+from collections import Counter
 from typing import NoReturn
 
 import grpc
@@ -40,18 +42,29 @@ class StatusService(command_pb2_grpc.WorkflowExecutionCommandControllerServicer)
         store: Where merged statuses go.
         auth: The bearer-key check applied first on every call.
         faults: Injected failures and latency, applied after authentication.
+        calls: Counts every call received per execution id, failed ones included.
     """
 
-    def __init__(self, store: StatusStore, auth: BearerKeyAuth, faults: FaultInjector) -> None:
+    def __init__(
+        self,
+        store: StatusStore,
+        auth: BearerKeyAuth,
+        faults: FaultInjector,
+        calls: Counter[str] | None = None,
+    ) -> None:
         self._store = store
         self._auth = auth
         self._faults = faults
+        self._calls = calls if calls is not None else Counter()
+        self._calls_lock = threading.Lock()
 
     def updateStatus(  # noqa: N802 - the upstream RPC name
         self, request: WorkflowExecutionUpdateStatusInput, context: grpc.ServicerContext
     ) -> WorkflowExecution:
         """Merge ``request.status`` into the execution; answer the execution after the merge."""
         self._faults.record_call(UPDATE_STATUS)
+        with self._calls_lock:
+            self._calls[request.execution_id] += 1
         reason = self._auth.check(context.invocation_metadata())
         if reason is not None:
             _log.info("rejected %s from %s: %s", UPDATE_STATUS, context.peer(), reason)
