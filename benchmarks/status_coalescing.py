@@ -78,7 +78,7 @@ def run_workflow(tracer: Tracer, execution_id: str, tasks: int = TASKS, pace: fl
             name = f"t{number}"
             attempts = 2 if number == 2 else 1
             for attempt in range(1, attempts + 1):
-                task_attributes = {
+                task_attributes: dict[str, str | int] = {
                     conv.TASK_NAME: name,
                     conv.TASK_ATTEMPT: attempt,
                     conv.TASK_INSTANCE_ID: f"{execution_id}/{name}",

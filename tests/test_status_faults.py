@@ -39,7 +39,7 @@ def assert_never_regresses(updates: Sequence[WorkflowExecutionStatus]) -> None:
             phase = update.phase
         if not update.tasks:
             continue
-        current = {task.task_id: task.status for task in update.tasks}
+        current = {task.task_id: int(task.status) for task in update.tasks}
         assert tasks.keys() <= current.keys(), f"{where} lost tasks"
         for task_id, before in tasks.items():
             after = current[task_id]

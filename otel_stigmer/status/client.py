@@ -67,6 +67,9 @@ class StatusClient(CallbackClient):
     def __repr__(self) -> str:
         return "Status" + super().__repr__()
 
+    def __enter__(self) -> StatusClient:
+        return self
+
     def update_status(
         self,
         execution_id: str,
