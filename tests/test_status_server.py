@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import http.client
+import json
 import re
 import sys
+import urllib.parse
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -13,6 +16,9 @@ from google.protobuf.struct_pb2 import Struct
 from line_process import LineProcess, clean_env
 
 from otel_stigmer import StigmerConfig
+from otel_stigmer.server.app import ReceiverServer
+from otel_stigmer.server.auth import BearerKeyAuth
+from otel_stigmer.server.http import LiveHttpServer
 from otel_stigmer.server.status_merge import merge_status
 from otel_stigmer.server.status_store import StatusStore
 from otel_stigmer.status import StatusClient, UpdateStatusError
@@ -166,3 +172,48 @@ def test_serve_command_answers_update_status(tmp_path: Path) -> None:
         assert answer.status.tasks[0].task_id == "a"
     finally:
         serve.close()
+
+
+def test_json_endpoint_lists_and_shows_statuses(tmp_path: Path) -> None:
+    """GET /api/status lists every stored status; /api/status/{id} one; both need the key."""
+    receiver = ReceiverServer(api_keys=[KEY], db_path=tmp_path / "events.db")
+    with receiver, LiveHttpServer(receiver.store, BearerKeyAuth([KEY]), port=0) as live:
+        config = StigmerConfig(receiver.endpoint, api_key=KEY, use_tls=False)
+        with StatusClient(config) as status_client:
+            status_client.update_status(
+                "wex/4", WorkflowExecutionStatus(phase=COMPLETED, tasks=[task("a")])
+            )
+
+        def get(path: str, key: str = KEY) -> tuple[int, object]:
+            conn = http.client.HTTPConnection("127.0.0.1", live.port, timeout=10)
+            try:
+                conn.request("GET", path, headers={"Authorization": f"Bearer {key}"})
+                response = conn.getresponse()
+                return response.status, json.loads(response.read())
+            finally:
+                conn.close()
+
+        assert get("/api/status") == (
+            200,
+            [
+                {
+                    "execution_id": "wex/4",
+                    "status": {
+                        "phase": "EXECUTION_COMPLETED",
+                        "tasks": [
+                            {
+                                "task_id": "a",
+                                "task_name": "a",
+                                "status": "WORKFLOW_TASK_IN_PROGRESS",
+                            }
+                        ],
+                    },
+                }
+            ],
+        )
+        code, one = get("/api/status/" + urllib.parse.quote("wex/4", safe=""))
+        assert code == 200
+        assert isinstance(one, dict)
+        assert one["execution_id"] == "wex/4"
+        assert get("/api/status/nope")[0] == 404
+        assert get("/api/status", key="wrong")[0] == 401
