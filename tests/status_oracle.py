@@ -27,7 +27,7 @@ _WORKFLOW_END = {
 
 
 def _error(event: WorkflowProgressEvent) -> str:
-    if event.event_type.endswith("_cancelled"):
+    if event.event_type == "task_cancelled":
         return f"cancelled: {event.message}"
     if not event.event_type.endswith("_failed"):
         return ""
