@@ -194,7 +194,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--fault-ratio", type=float, default=0.3)
     parser.add_argument("--seed", type=int, default=11)
     parser.add_argument(
-        "--paces", default="0,0.005", help="seconds each task works, comma-separated runs"
+        "--paces", default="0,0.05", help="seconds each task works, comma-separated runs"
     )
     args = parser.parse_args(argv)
     # One warning per injected fault would bury the table.
