@@ -198,7 +198,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
     # One warning per injected fault would bury the table.
-    logging.getLogger("otel_stigmer").setLevel(logging.ERROR)
+    library_log = logging.getLogger("otel_stigmer")
+    level = library_log.level
+    library_log.setLevel(logging.ERROR)
+    try:
+        _compare(args)
+    finally:
+        library_log.setLevel(level)
+    return 0
+
+
+def _compare(args: argparse.Namespace) -> None:
     print(
         f"{args.executions} concurrent executions, {TASKS} task calls each (one retried, one"
         f" failing), {args.fault_ratio:.0%} of calls UNAVAILABLE (seed {args.seed})\n"
@@ -230,7 +240,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     print()
     for pace, ratio in ratios:
         print(f"tasks working {pace * 1000:g} ms: calls with coalescing = {ratio:.2f}x of baseline")
-    return 0
 
 
 if __name__ == "__main__":

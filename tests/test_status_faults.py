@@ -7,12 +7,13 @@ receiver that fails a seeded 30 % of all calls with UNAVAILABLE. The receiver ke
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 
 import pytest
 from status_oracle import expected_outcome, stored_outcome
 
-from benchmarks.status_coalescing import RandomFaults, run_workload
+from benchmarks.status_coalescing import RandomFaults, main, run_workload
 from otel_stigmer.server.status_merge import merge_status
 from otel_stigmer.status.wire import (
     TERMINAL_PHASES,
@@ -73,3 +74,16 @@ def test_twenty_executions_thirty_percent_unavailable() -> None:
     assert faults.injected >= 10
     assert sum(run.calls.values()) > sum(run.stored_updates.values())  # failures were retried
     assert run.open_executions == 0  # every finished execution's state was dropped
+
+
+def test_coalescing_benchmark_runs_and_prints_both_rows(capsys: pytest.CaptureFixture[str]) -> None:
+    """`python -m benchmarks.status_coalescing` runs end to end (tiny sizes) and prints a ratio."""
+    level = logging.getLogger("otel_stigmer").level
+    assert main(["--executions", "2", "--fault-ratio", "0", "--paces", "0"]) == 0
+    out = capsys.readouterr().out
+    assert (
+        "| baseline: one call per event, tasks work 0 ms | 23.0 | 23.0 | 1.00 (1.00-1.00) |" in out
+    )
+    assert "| coalescing (as shipped), tasks work 0 ms | 23.0 |" in out
+    assert "calls with coalescing = " in out
+    assert logging.getLogger("otel_stigmer").level == level  # restored
