@@ -209,3 +209,26 @@ def test_protocol_is_chosen_by_configuration() -> None:
     assert message.startswith("STIGMER_PROTOCOL='grpc': unknown protocol")
     assert "progress" in message
     assert "status" in message
+
+
+def test_oversized_status_goes_without_metadata_or_not_at_all(server: StigmerTestServer) -> None:
+    """Past ``max_status_bytes`` task metadata is left out; still too large, it is refused."""
+    config = StigmerConfig(server.endpoint, api_key=KEY, use_tls=False, protocol="status")
+    sink = StatusSink(config, max_status_bytes=600)
+    events = run("big", tasks=4, end="workflow_progress")
+    for event in events:
+        event.message = "m" * 100  # metadata.message of each task: too much for 600 bytes
+    sink.send(events)
+    stored = server.status("big")
+    assert stored is not None
+    assert len(stored.tasks) == 4
+    assert not any(task.HasField("metadata") for task in stored.tasks)
+    assert sink.stats().compacted == 1
+    more = run("big", tasks=12, end="workflow_completed")[9:]  # eight more task events
+    for event in more:
+        event.task_name = "n" * 60
+    assert sink.send(more) == more
+    assert sink.stats().oversized == 1
+    assert sink.stats().open_executions == 0
+    assert server.server.status_calls["big"] == 1
+    sink.close()

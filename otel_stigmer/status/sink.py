@@ -42,6 +42,8 @@ _REFUSED = frozenset(
 )
 DEFAULT_MAX_OPEN_EXECUTIONS = 10_000
 DEFAULT_MAX_FINISHED_IDS = 10_000
+#: Largest status sent: gRPC servers refuse messages over 4 MiB by default.
+DEFAULT_MAX_STATUS_BYTES = 3 * 1024 * 1024
 
 
 @dataclass
@@ -55,8 +57,10 @@ class StatusSinkStats:
         unchanged: Executions of a send whose status had not changed since the last
             acknowledged one (no call made).
         late_events: Events ignored because their execution's terminal status was
-            already acknowledged.
+            already acknowledged (or its status had grown too large to send).
         evicted: Open executions forgotten to stay within ``max_open_executions``.
+        compacted: Statuses sent without task metadata to stay within ``max_status_bytes``.
+        oversized: Statuses not sent because even without task metadata they were too large.
         open_executions: Executions whose status is held now.
     """
 
@@ -66,6 +70,8 @@ class StatusSinkStats:
     unchanged: int = 0
     late_events: int = 0
     evicted: int = 0
+    compacted: int = 0
+    oversized: int = 0
     open_executions: int = 0
 
 
@@ -92,6 +98,8 @@ class StatusSink:
         max_in_flight: Concurrent calls of one send, across executions.
         max_open_executions: Statuses held at most.
         max_finished_ids: Finished execution ids remembered.
+        max_status_bytes: Largest status sent; a larger one goes without task metadata,
+            and one still too large is refused (its events are returned as refused).
     """
 
     def __init__(
@@ -102,12 +110,14 @@ class StatusSink:
         max_in_flight: int = 32,
         max_open_executions: int = DEFAULT_MAX_OPEN_EXECUTIONS,
         max_finished_ids: int = DEFAULT_MAX_FINISHED_IDS,
+        max_status_bytes: int = DEFAULT_MAX_STATUS_BYTES,
     ) -> None:
         self._config = config
         self._retry_policy = retry_policy
         self._max_in_flight = max_in_flight
         self._max_open = max_open_executions
         self._max_finished = max_finished_ids
+        self._max_bytes = max_status_bytes
         self._client: StatusClient | None = None
         self._pid = os.getpid()
         self._lock = threading.Lock()
@@ -142,9 +152,16 @@ class StatusSink:
             touched = self._fold(events)
             updates: list[tuple[str, WorkflowExecutionStatus, bytes]] = []
             done_ids: set[str] = set()
+            refused: list[WorkflowProgressEvent] = []
             for execution_id, batch in touched.items():
                 held = self._open[execution_id]
-                status = held.fold.status()
+                status = self._fit(execution_id, held.fold.status())
+                if status is None:
+                    # A task list only grows: this execution can never be sent again.
+                    refused.extend(batch)
+                    done_ids.update(event.event_id for event in batch)
+                    self._forget(execution_id)
+                    continue
                 payload = status.SerializeToString(deterministic=True)
                 if payload == held.acked:
                     self._stats.unchanged += 1
@@ -153,13 +170,12 @@ class StatusSink:
                     continue
                 updates.append((execution_id, status, payload))
             if not updates:
-                return []
+                return refused
             results = self._get_client().update_status_many(
                 [(execution_id, status) for execution_id, status, _ in updates],
                 max_in_flight=self._max_in_flight,
             )
             self._stats.calls += len(updates)
-            refused: list[WorkflowProgressEvent] = []
             failure: CallbackError | None = None
             for (execution_id, _, payload), result in zip(updates, results, strict=True):
                 batch = touched[execution_id]
@@ -215,9 +231,33 @@ class StatusSink:
             self._stats.events += 1
         return touched
 
+    def _fit(
+        self, execution_id: str, status: WorkflowExecutionStatus
+    ) -> WorkflowExecutionStatus | None:
+        """``status`` within ``max_status_bytes``: as is, without task metadata, or None."""
+        if status.ByteSize() <= self._max_bytes:
+            return status
+        for task in status.tasks:
+            task.ClearField("metadata")
+        if status.ByteSize() <= self._max_bytes:
+            self._stats.compacted += 1
+            return status
+        self._stats.oversized += 1
+        _log.error(
+            "otel-stigmer: the status of execution %r has %d tasks and exceeds %d bytes even "
+            "without task metadata; it is not sent",
+            execution_id,
+            len(status.tasks),
+            self._max_bytes,
+        )
+        return None
+
     def _finish_if_terminal(self, execution_id: str, held: _Execution) -> None:
-        if not held.fold.terminal:
-            return
+        if held.fold.terminal:
+            self._forget(execution_id)
+
+    def _forget(self, execution_id: str) -> None:
+        """Drop an execution's state for good; its later events are ignored."""
         del self._open[execution_id]
         self._finished[execution_id] = None
         while len(self._finished) > self._max_finished:
