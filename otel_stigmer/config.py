@@ -30,10 +30,12 @@ __all__ = [
     "ENV_GRPC_TRACE",
     "ENV_MAX_BATCH_SIZE",
     "ENV_MAX_QUEUE_SIZE",
+    "ENV_PROTOCOL",
     "ENV_SPOOL_PATH",
     "ENV_TIMEOUT",
     "ENV_USE_TLS",
     "PROXY_VARIABLES",
+    "PROTOCOLS",
     "StigmerConfig",
     "check_grpc_tracing",
     "is_loopback_host",
@@ -65,6 +67,10 @@ ENV_MAX_QUEUE_SIZE = "STIGMER_MAX_QUEUE_SIZE"
 ENV_MAX_BATCH_SIZE = "STIGMER_MAX_BATCH_SIZE"
 #: gRPC core's tracer list; refused while a key is in use (it prints the key).
 ENV_GRPC_TRACE = "GRPC_TRACE"
+#: Wire protocol: ``progress`` (``report_progress``, default) or ``status`` (``updateStatus``).
+ENV_PROTOCOL = "STIGMER_PROTOCOL"
+#: The values of :data:`ENV_PROTOCOL`.
+PROTOCOLS = ("progress", "status")
 #: Upstream name of :data:`ENV_ENDPOINT`, read only when the primary variable is unset.
 ALIAS_ENDPOINT = "STIGMER_BACKEND_ENDPOINT"
 #: Upstream name of :data:`ENV_API_KEY`, read only when the primary variable is unset.
@@ -368,6 +374,9 @@ class StigmerConfig:
         allow_proxy: Let gRPC use the proxy named by ``grpc_proxy`` / ``https_proxy``;
             TLS only, so the proxy carries an encrypted tunnel to the real endpoint. Off,
             the proxy variables are ignored and the callback connects directly.
+        protocol: ``progress`` to send events with ``report_progress`` (the Stigmer
+            Service), ``status`` to send each execution's status with ``updateStatus``
+            (the open-source Stigmer server).
     """
 
     endpoint: str
@@ -381,6 +390,7 @@ class StigmerConfig:
     max_queue_size: int = 100_000
     max_batch_size: int = 500
     allow_proxy: bool = False
+    protocol: str = "progress"
     _host: str = field(init=False, repr=False, compare=False, default="")
     _port: int = field(init=False, repr=False, compare=False, default=0)
 
@@ -429,6 +439,14 @@ class StigmerConfig:
             _check_spool_path(self.spool_path)
         _check_positive_int(ENV_MAX_QUEUE_SIZE, self.max_queue_size)
         _check_positive_int(ENV_MAX_BATCH_SIZE, self.max_batch_size)
+        if self.protocol not in PROTOCOLS:
+            raise _fail(
+                ENV_PROTOCOL,
+                self.protocol,
+                "unknown protocol",
+                "use progress (report_progress, the Stigmer Service; the default) or status "
+                "(updateStatus, the open-source Stigmer server)",
+            )
 
     def _check_key_source(self) -> None:
         if self.api_key_file is not None:
@@ -501,6 +519,8 @@ class StigmerConfig:
             values["max_queue_size"] = _parse_int(*item)
         if (item := _get(env, ENV_MAX_BATCH_SIZE)) is not None:
             values["max_batch_size"] = _parse_int(*item)
+        if (item := _get(env, ENV_PROTOCOL)) is not None:
+            values["protocol"] = item[1].strip().lower()
         return cls(**values)  # type: ignore[arg-type]
 
     @property

@@ -31,7 +31,7 @@ from otel_stigmer.exceptions import CallbackError
 from otel_stigmer.mapping import SpanLike, ended_events, started_events
 from otel_stigmer.retry import RetryPolicy
 from otel_stigmer.sequencing import Sequencer
-from otel_stigmer.sinks import EventSink, GrpcSink, PartialDeliveryError
+from otel_stigmer.sinks import EventSink, PartialDeliveryError
 
 if TYPE_CHECKING:
     from otel_stigmer.config import StigmerConfig
@@ -706,7 +706,9 @@ def sender_for(
             from otel_stigmer.config import StigmerConfig  # noqa: PLC0415 - avoid a cycle
 
             config = StigmerConfig.from_env()
-        sink = GrpcSink(config)
+        from otel_stigmer.protocol import sink_for  # noqa: PLC0415 - avoid a cycle
+
+        sink = sink_for(config)
     if spool is None and config is not None and config.spool_path:
         from otel_stigmer.spool import SqliteSpool  # noqa: PLC0415 - optional feature
 

@@ -6,6 +6,7 @@ import functools
 import ipaddress
 import logging
 import os
+from collections import Counter
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from types import TracebackType
@@ -13,11 +14,14 @@ from typing import TYPE_CHECKING, Any
 
 import grpc
 
+from otel_stigmer._proto.ai.stigmer.agentic.workflowexecution.v1 import command_pb2_grpc
 from otel_stigmer._proto.ai.stigmer.workflow.runner.v1 import progress_pb2_grpc
 from otel_stigmer.exceptions import ConfigError
 from otel_stigmer.server.auth import BearerKeyAuth
 from otel_stigmer.server.faults import FaultInjector
 from otel_stigmer.server.service import ProgressService
+from otel_stigmer.server.status_service import StatusService
+from otel_stigmer.server.status_store import StatusStore
 from otel_stigmer.server.store import EventStore
 
 __all__ = ["ReceiverServer", "format_endpoint"]
@@ -118,6 +122,9 @@ class ReceiverServer:
         self._max_workers = max_workers
         self.faults = FaultInjector(batch_enabled=batch_enabled)
         self._store: EventStore | None = None
+        self._status_store: StatusStore | None = None
+        #: ``updateStatus`` calls received per execution id, failed ones included.
+        self.status_calls: Counter[str] = Counter()
         self._server: grpc.Server | None = None
 
     def __repr__(self) -> str:
@@ -161,6 +168,13 @@ class ReceiverServer:
         return self._store
 
     @property
+    def status_store(self) -> StatusStore:
+        """The statuses received through ``updateStatus`` (same database, own tables)."""
+        if self._status_store is None:
+            self._status_store = StatusStore(self._db_path)
+        return self._status_store
+
+    @property
     def running(self) -> bool:
         """True between :meth:`start` and :meth:`stop`."""
         return self._server is not None
@@ -185,6 +199,9 @@ class ReceiverServer:
             options=[("grpc.so_reuseport", 0)],
         )
         progress_pb2_grpc.add_WorkflowRunnerCommandControllerServicer_to_server(service, server)
+        command_pb2_grpc.add_WorkflowExecutionCommandControllerServicer_to_server(
+            StatusService(self.status_store, self._auth, self.faults, self.status_calls), server
+        )
         address = format_endpoint(self._host, self._port)
         try:
             if self._tls is None:
@@ -216,6 +233,9 @@ class ReceiverServer:
         if self._store is not None:
             self._store.close()
             self._store = None
+        if self._status_store is not None:
+            self._status_store.close()
+            self._status_store = None
 
     def wait_for_termination(self, timeout: float | None = None) -> bool:
         """Block until the server stops or ``timeout`` passes; True when it stopped."""

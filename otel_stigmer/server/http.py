@@ -34,6 +34,7 @@ from types import TracebackType
 from typing import Any
 
 from otel_stigmer.exceptions import ConfigError
+from otel_stigmer.server import status_api
 from otel_stigmer.server.app import format_endpoint
 from otel_stigmer.server.auth import BearerKeyAuth
 from otel_stigmer.server.connections import ClosesConnectionsMixin
@@ -262,6 +263,10 @@ class _Handler(BaseHTTPRequestHandler):
         handler = route.get(path)
         if handler is not None:
             handler()
+            return
+        status_answer = status_api.answer(self.app.store.path, path)
+        if status_answer is not None:
+            self._json(*status_answer)
             return
         parts = path.split("/")
         if len(parts) == 5 and parts[:3] == ["", "api", "executions"] and parts[3]:

@@ -13,6 +13,8 @@ import grpc
 from otel_stigmer.events import WorkflowProgressEvent
 from otel_stigmer.server.app import ReceiverServer
 from otel_stigmer.server.faults import FaultInjector
+from otel_stigmer.server.status_store import StatusStore
+from otel_stigmer.status.wire import WorkflowExecutionStatus
 
 __all__ = ["StigmerTestServer"]
 
@@ -49,6 +51,8 @@ class StigmerTestServer:
         db_path: SQLite file to use instead of a temporary one.
         batch_enabled: False answers ``report_progress_batch`` with UNIMPLEMENTED.
         port: Port to bind; 0 picks a free one.
+        protocol: When given (``progress`` or ``status``), :meth:`env` adds
+            ``STIGMER_PROTOCOL`` with it. The server answers both protocols either way.
     """
 
     def __init__(
@@ -59,8 +63,10 @@ class StigmerTestServer:
         db_path: str | None = None,
         batch_enabled: bool = True,
         port: int = 0,
+        protocol: str | None = None,
     ) -> None:
         self._api_key = api_key
+        self._protocol = protocol
         self._tmp = tempfile.TemporaryDirectory(prefix="stigmer-test-server-")
         tmp = Path(self._tmp.name)
         self._ca_file: str | None = None
@@ -168,6 +174,8 @@ class StigmerTestServer:
         }
         if self._ca_file is not None:
             env["STIGMER_SERVICE_CA_FILE"] = self._ca_file
+        if self._protocol is not None:
+            env["STIGMER_PROTOCOL"] = self._protocol
         return env
 
     # Received events -------------------------------------------------------------
@@ -217,6 +225,44 @@ class StigmerTestServer:
                 )
             # Short slices keep the loop live across a restart, which swaps the store.
             store.wait_for_change(seen_rowid, min(remaining, 0.5))
+
+    # Received statuses (updateStatus) ---------------------------------------------
+
+    @property
+    def status_store(self) -> StatusStore:
+        """The statuses received through ``updateStatus``, merged as upstream does."""
+        return self._server.status_store
+
+    def status(self, execution_id: str) -> WorkflowExecutionStatus | None:
+        """The stored status of ``execution_id`` (None when it never got an update)."""
+        return self._server.status_store.status(execution_id)
+
+    def wait_for_status(
+        self,
+        predicate: Callable[[WorkflowExecutionStatus], bool],
+        execution_id: str,
+        *,
+        timeout: float = 10.0,
+    ) -> WorkflowExecutionStatus:
+        """Wait until the stored status of ``execution_id`` satisfies ``predicate``; return it.
+
+        Raises:
+            AssertionError: On timeout, showing the last status seen.
+        """
+        deadline = time.monotonic() + timeout
+        while True:
+            store = self._server.status_store
+            seen = store.last_update_id
+            status = store.status(execution_id)
+            if status is not None and predicate(status):
+                return status
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise AssertionError(
+                    f"timed out after {timeout}s waiting for the status of {execution_id!r}; "
+                    f"last seen:\n{status}"
+                )
+            store.wait_for_change(seen, min(remaining, 0.5))
 
     # Faults ----------------------------------------------------------------------
 
