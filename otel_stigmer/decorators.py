@@ -63,21 +63,31 @@ class _Spec:
     warned: bool = field(default=False, compare=False)
 
 
-@dataclass(frozen=True)
 class _Call:
-    """The intercepted call, kept for resolving the execution id from its arguments."""
+    """The intercepted call, kept for resolving the execution id from its arguments.
 
-    wrapped: Callable[..., Any]
-    args: tuple[Any, ...]
-    kwargs: dict[str, Any]
+    A plain slotted class, not a frozen dataclass: one is made per call, and a frozen
+    dataclass's ``__init__`` costs about twice as much.
+    """
+
+    __slots__ = ("args", "kwargs", "wrapped")
+
+    def __init__(
+        self, wrapped: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]
+    ) -> None:
+        self.wrapped = wrapped
+        self.args = args
+        self.kwargs = kwargs
 
 
-@dataclass(frozen=True)
 class _Run:
-    """A started span and the context (span + baggage) its body runs in."""
+    """A started span and the context (span + baggage) its body runs in (one per call)."""
 
-    span: Span
-    context: Context
+    __slots__ = ("context", "span")
+
+    def __init__(self, span: Span, context: Context) -> None:
+        self.span = span
+        self.context = context
 
 
 # --- public decorators -------------------------------------------------------------------
