@@ -235,16 +235,16 @@ def _count(spec: str) -> None:
         call()
 
 
-def instruction_rows(against: str) -> str:
-    """Instructions per @task call: decorators at ``against`` and in the working tree."""
+def instruction_rows(against: str, candidate: str | None) -> str:
+    """Instructions per @task call: decorators at ``against`` and ``candidate``."""
     rows = []
     for attrs in (False, True):
         base = instructions(against, attrs)
-        cand = instructions(None, attrs)
+        cand = instructions(candidate, attrs)
         rows.append(
             f"| @task call, {'attrs' if attrs else 'plain'}, no-op processor (instructions) "
             f"| {base:,.0f} | {cand:,.0f} | {cand / base:.3f}x "
-            f"| callgrind, decorators at {against} against the working tree |"
+            f"| callgrind, decorators at {against} against {candidate or 'the working tree'} |"
         )
     return "\n".join(rows)
 
@@ -256,6 +256,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rounds", type=int, default=31)
     parser.add_argument("--batch", type=int, default=500)
     parser.add_argument("--against", default="HEAD", help="revision of the decorators baseline")
+    parser.add_argument(
+        "--candidate", help="revision of the decorators candidate (default: working tree)"
+    )
     parser.add_argument("--count", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.count:
@@ -269,7 +272,7 @@ def main(argv: list[str] | None = None) -> int:
         elif which == "decorator":
             print(decorator(args.rounds, args.against))
         elif which == "instructions":
-            print(instruction_rows(args.against))
+            print(instruction_rows(args.against, args.candidate))
         else:
             print(f"unknown comparison {which!r}", file=sys.stderr)
             return 2

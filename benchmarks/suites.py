@@ -476,7 +476,14 @@ def memory(sizes: Sizes, raw: dict[str, Any]) -> list[Row]:
             "chunks": sizes.memory_chunks,
         }
     )
+    held = {
+        variant: run_worker(
+            {"scenario": "span_memory", "calls": sizes.memory_chunk_events // 4, "attrs": attrs}
+        )
+        for variant, attrs in (("plain", False), ("attrs", True))
+    }
     raw["memory"] = result
+    raw["span_memory"] = held
     section = "4. memory (receiver down)"
     first = result["samples"][0]
     last = result["samples"][-1]
@@ -507,6 +514,20 @@ def memory(sizes: Sizes, raw: dict[str, Any]) -> list[Row]:
             "documented",
             "met" if last["produced"] > bound else "n/a",
         ),
+        *[
+            Row(
+                section,
+                f"RSS per ended span held alive, {variant} task (what a record waiting in "
+                "the input queue keeps while the sender lags)",
+                f"{r['rss_growth'] / r['spans']:,.0f} B per span, "
+                f"{r['rss_growth'] / r['spans'] / events:,.0f} B per event ({events} events "
+                "per span)",
+                "",
+                "<= 1 KiB per event",
+                goal_at_most(r["rss_growth"] / r["spans"] / events, 1024),
+            )
+            for (variant, r), events in zip(held.items(), (2, 3), strict=True)
+        ],
     ]
 
 

@@ -17,6 +17,9 @@ import time
 from collections.abc import Callable
 from typing import Any, cast
 
+from opentelemetry import trace
+from opentelemetry.sdk.trace import ReadableSpan, SpanProcessor, TracerProvider
+
 from benchmarks import workload
 from benchmarks.pipelines import install
 from benchmarks.receivers import API_KEY
@@ -298,11 +301,39 @@ def _memory(p: Params) -> Result:
     return result
 
 
+class _KeepSpans(SpanProcessor):
+    """Holds every ended span, as an input queue does while its sender lags."""
+
+    def __init__(self) -> None:
+        self.spans: list[ReadableSpan] = []
+
+    def on_end(self, span: ReadableSpan) -> None:
+        self.spans.append(span)
+
+
+def _span_memory(p: Params) -> Result:
+    """RSS per ended task span kept alive: what a queued span record holds."""
+    calls = int(p["calls"])
+    provider = TracerProvider()
+    keep = _KeepSpans()
+    provider.add_span_processor(keep)
+    trace.set_tracer_provider(provider)
+    fn = workload.step_attrs if p.get("attrs") else workload.step
+    workload.timed_workflow(fn, 100, execution_id="warmup")
+    keep.spans.clear()
+    gc.collect()
+    before = _rss_bytes()
+    workload.timed_workflow(fn, calls, execution_id="held")
+    gc.collect()
+    return {"spans": len(keep.spans), "rss_growth": _rss_bytes() - before}
+
+
 _SCENARIOS: dict[str, Callable[[Params], Result]] = {
     "hotpath": _hotpath,
     "burst": _burst,
     "liveness": _liveness,
     "memory": _memory,
+    "span_memory": _span_memory,
 }
 
 
