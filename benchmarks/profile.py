@@ -242,6 +242,7 @@ def measure(p: Params) -> Result:
     if installed.sidecar is not None:
         result["dropped"] = installed.sidecar.dropped
         result["frames"] = installed.sidecar.frames
+        result["child_rss"] = installed.sidecar.child_rss_bytes()
         result["bytes_per_record"] = installed.sidecar.bytes_written / max(
             1, 2 * (calls + _WARMUP_CALLS)
         )

@@ -175,6 +175,14 @@ class PipeSpanProcessor(SpanProcessor):
         self.child.stdin.close()
         self.child.wait(30)
 
+    def child_rss_bytes(self) -> int:
+        """Resident memory of the child process."""
+        with open(f"/proc/{self.child.pid}/status") as status:
+            for line in status:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1]) * 1024
+        return 0
+
     def child_cpu_ns(self) -> int:
         """CPU time (user + system) the child process used so far."""
         with open(f"/proc/{self.child.pid}/stat") as stat:
