@@ -8,6 +8,8 @@ both alike; the result is the median of the per-round ratios.
   (parse each event again, build the request, serialize it) against concatenating the
   stored bytes (a repeated field is its elements' tagged bytes one after the other);
   the two requests are checked byte for byte.
+* ``attributes``: the role checks a span processor's hooks make, through the SDK's public
+  span API against its inner dict.
 * ``decorator --against REV``: a ``@task`` call (no-op span processor) through the
   decorators module as committed at ``REV`` against the working tree's.
 """
@@ -110,6 +112,55 @@ def encoding(rounds: int, batch: int) -> str:
         [c / batch for c in cand],
         1e3,
         f"byte-identical: {identical}; {len(concatenate()) / batch:.0f} B per event",
+    )
+
+
+def attribute_reads(rounds: int) -> str:
+    """The attribute reads a span processor's hooks make, via the public API and the dict.
+
+    The sequence is the role check of a start hook and an end hook (read the attributes,
+    test them for emptiness, test three keys, two of them present; read the span events):
+    through ``span.attributes`` (a ``MappingProxyType`` over ``BoundedAttributes``) and
+    ``span.events`` (a tuple copy), against the same tests on the SDK's inner dict.
+    """
+    from opentelemetry.sdk.trace import ReadableSpan, TracerProvider  # noqa: PLC0415
+
+    from benchmarks.sidecar import _attribute_dict, _event_list  # noqa: PLC0415
+    from otel_stigmer import conventions as conv  # noqa: PLC0415
+
+    tracer = TracerProvider().get_tracer("micro")
+    span: ReadableSpan = tracer.start_span(  # type: ignore[assignment]
+        "step",
+        attributes={conv.TASK_NAME: "step", conv.WORKFLOW_EXECUTION_ID: "x", "w": "y"},
+    )
+    span.end()  # type: ignore[attr-defined]
+    marker = "stigmer.event_type"
+
+    def public() -> None:
+        attributes = span.attributes
+        if attributes and conv.TASK_NAME in attributes and marker not in attributes:
+            _ = conv.WORKFLOW_EXECUTION_ID in attributes
+        attributes = span.attributes
+        if attributes and conv.WORKFLOW_EXECUTION_ID in attributes:
+            _ = marker in attributes
+        _ = len(span.events)
+
+    def direct() -> None:
+        attributes = _attribute_dict(span)
+        if attributes and conv.TASK_NAME in attributes and marker not in attributes:
+            _ = conv.WORKFLOW_EXECUTION_ID in attributes
+        attributes = _attribute_dict(span)
+        if attributes and conv.WORKFLOW_EXECUTION_ID in attributes:
+            _ = marker in attributes
+        _ = len(_event_list(span))
+
+    base, cand = compare(public, direct, rounds, 2_000)
+    return _report(
+        "role checks of a start and an end hook (us per span)",
+        base,
+        cand,
+        1e3,
+        "span.attributes / span.events against the SDK's inner dict / deque",
     )
 
 
@@ -269,6 +320,8 @@ def main(argv: list[str] | None = None) -> int:
     for which in args.which:
         if which == "encoding":
             print(encoding(args.rounds, args.batch))
+        elif which == "attributes":
+            print(attribute_reads(args.rounds))
         elif which == "decorator":
             print(decorator(args.rounds, args.against))
         elif which == "instructions":

@@ -403,6 +403,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--calls", type=int, default=20_000, help="task calls per run")
     parser.add_argument("--reps", type=int, default=3, help="interleaved repetitions")
     parser.add_argument("--variants", default="plain,attrs")
+    parser.add_argument("--configs", default=",".join(CONFIGS), help="configurations to run")
     parser.add_argument("--no-profile", action="store_true", help="skip the cProfile runs")
     parser.add_argument("--json", metavar="FILE", help="also write the raw results here")
     parser.add_argument("--child", help=argparse.SUPPRESS)
@@ -415,9 +416,10 @@ def main(argv: list[str] | None = None) -> int:
     with ReceiverProcess("stigmer") as receiver:
         for variant in args.variants.split(","):
             base = {"attrs": variant == "attrs", "calls": args.calls, "endpoint": receiver.endpoint}
-            runs: dict[str, list[Result]] = {config: [] for config in CONFIGS}
+            configs = [c for c in args.configs.split(",") if c in CONFIGS]
+            runs: dict[str, list[Result]] = {config: [] for config in configs}
             for _ in range(args.reps):
-                for config in CONFIGS:
+                for config in configs:
                     receiver.reset()
                     result = _run_child({**base, "config": config})
                     if config.startswith("stigmer") or config == "sidecar":
@@ -426,7 +428,8 @@ def main(argv: list[str] | None = None) -> int:
                         result["until_stored_ns"] = stored.last_ns - result["start_ns"]
                     runs[config].append(result)
             print(accounting_table(variant, runs) + "\n")
-            print(caller_gap_table(variant, runs) + "\n")
+            if {"bare", "sdk", "noop", "stigmer", "stigmer-gc-off"} <= runs.keys():
+                print(caller_gap_table(variant, runs) + "\n")
             raw[variant] = {"runs": runs}
             if not args.no_profile:
                 profiled = _run_child({**base, "config": "stigmer", "profile": True})
