@@ -20,6 +20,8 @@ __all__ = ["SECTIONS", "Sizes", "run_worker"]
 
 _ROOT = Path(__file__).resolve().parent.parent
 _WORKER_TIMEOUT_S = 600.0
+#: p99 liveness goals by events/s: the first round's, and this round's at 10k events/s.
+_LIVENESS_P99_GOALS_MS = {1_000: 50.0, 10_000: 10.0}
 #: Executions open at once in the unary-only burst (the goal's setting).
 _UNARY_EXECUTIONS = 20
 
@@ -196,6 +198,13 @@ def _hot_path_rows(variant: str, results: dict[str, list[Result]]) -> list[Row]:
             f"{_ratio(drained_vs_otlp)} of (b), both until stored",
             "<= 1.0x (b)" if goal_otlp else "",
             goal_at_most(drained_vs_otlp.median, 1.0) if goal_otlp else "",
+        ),
+        Row(
+            section,
+            "caller CPU only (robust to load; a lower bound of the wall ratios)",
+            "",
+            f"{_ratio(ratio_summary(cpu('stigmer'), cpu('noop')))} of (c), "
+            f"{_ratio(ratio_summary(cpu('stigmer'), cpu('otlp')))} of (b)",
         ),
         Row(
             section,
@@ -438,15 +447,15 @@ def liveness(sizes: Sizes, raw: dict[str, Any]) -> list[Row]:
                 {**result, "latencies_ms": latencies} for latencies, _, result in runs
             ]
             p99 = summarize([percentile(latencies, 99) for latencies, _, _ in runs]).median
-            goal = rate == 1_000
+            limit = _LIVENESS_P99_GOALS_MS.get(rate)
             rows.append(
                 Row(
                     section,
                     f"Stigmer task_started at {rate:,} events/s",
                     _latency_text(runs),
                     "",
-                    "p99 <= 50 ms" if goal else "",
-                    goal_at_most(p99, 50.0) if goal else "",
+                    f"p99 <= {limit:g} ms" if limit else "",
+                    goal_at_most(p99, limit) if limit else "",
                 )
             )
             if sizes.otlp_liveness:
