@@ -28,8 +28,10 @@ import gc
 import inspect
 import json
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -184,6 +186,79 @@ def _profile_summary(profiler: cProfile.Profile, calls: int) -> Result:
             for cum, own, n, label in functions[:40]
         ],
     }
+
+
+def loop_for(p: Params) -> Result:
+    """Call tasks in loops of ``calls`` for ``seconds`` (a target for a sampling profiler)."""
+    from benchmarks import workload  # noqa: PLC0415
+
+    installed = _Installed(p["config"], p.get("endpoint", ""))
+    fn = _body(p["config"], bool(p["attrs"]))
+    deadline = time.monotonic() + float(p["seconds"])
+    while time.monotonic() < deadline:
+        workload.timed_workflow(fn, int(p["calls"]), execution_id="sampled")
+    installed.flush()
+    installed.shutdown()
+    return {"config": p["config"]}
+
+
+_SAMPLE_CLASSES = (
+    ("garbage collection", ("gc_collect_main", "collect_with_callback", "gc_collect")),
+    ("waiting for the GIL", ("take_gil",)),
+    ("protobuf (upb)", ("upb",)),
+    ("gRPC core", ("cygrpc", "libgrpc", "grpc_")),
+)
+
+
+def sample_native(variant: str, endpoint: str, seconds: float = 5.0) -> str:
+    """Sample the Stigmer configuration with ``py-spy record --native``; shares by thread."""
+    spy = shutil.which("py-spy") or str(Path(sys.executable).with_name("py-spy"))
+    if not Path(spy).exists():
+        return "py-spy is not installed: no native samples."
+    params = {"config": "stigmer", "attrs": variant == "attrs", "calls": 5_000}
+    params |= {"endpoint": endpoint, "seconds": seconds + 4.0}
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(_ROOT), env.get("PYTHONPATH")]))
+    target = subprocess.Popen(
+        [sys.executable, "-m", "benchmarks.profile", "--loop", json.dumps(params)],
+        cwd=_ROOT,
+        env=env,
+        stdout=subprocess.DEVNULL,
+    )
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp) / "samples.txt"
+        time.sleep(2.0)  # past the imports and the warm-up of the first loop
+        command = [spy, "record", "--native", "-r", "200", "-d", f"{seconds:g}", "-f", "raw"]
+        done = subprocess.run(
+            [*command, "-o", str(out), "-p", str(target.pid)],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        target.wait(120)
+        if done.returncode != 0 or not out.exists():
+            return f"py-spy failed: {done.stderr.strip()[-300:]}"
+        counts: dict[str, dict[str, int]] = {}
+        for line in out.read_text().splitlines():
+            stack, _, number = line.rpartition(" ")
+            thread = "sender thread" if "Thread._bootstrap" in stack else "calling thread"
+            kinds = counts.setdefault(thread, {})
+            kind = next((k for k, marks in _SAMPLE_CLASSES if any(m in stack for m in marks)), "")
+            kinds[kind or "other"] = kinds.get(kind or "other", 0) + int(number)
+            kinds["all"] = kinds.get("all", 0) + int(number)
+    lines = [
+        f"#### {variant} task, Stigmer pipeline: py-spy --native samples over {seconds:g} s "
+        "(on-CPU samples of each thread, wall clock)",
+        "",
+        "| thread | samples | " + " | ".join(k for k, _ in _SAMPLE_CLASSES) + " | other |",
+        "|---|---|" + "---|" * (len(_SAMPLE_CLASSES) + 1),
+    ]
+    for thread, kinds in sorted(counts.items()):
+        total = kinds["all"]
+        shares = [f"{100 * kinds.get(k, 0) / total:.0f}%" for k, _ in _SAMPLE_CLASSES]
+        other = f"{100 * kinds.get('other', 0) / total:.0f}%"
+        lines.append(f"| {thread} | {total} | " + " | ".join(shares) + f" | {other} |")
+    return "\n".join(lines)
 
 
 def measure(p: Params) -> Result:
@@ -406,10 +481,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--configs", default=",".join(CONFIGS), help="configurations to run")
     parser.add_argument("--no-profile", action="store_true", help="skip the cProfile runs")
     parser.add_argument("--json", metavar="FILE", help="also write the raw results here")
+    parser.add_argument(
+        "--py-spy", action="store_true", help="also sample with py-spy --native if installed"
+    )
     parser.add_argument("--child", help=argparse.SUPPRESS)
+    parser.add_argument("--loop", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.child:
         sys.stdout.write(json.dumps(measure(json.loads(args.child))) + "\n")
+        return 0
+    if args.loop:
+        loop_for(json.loads(args.loop))
         return 0
     raw: dict[str, Any] = {}
     began = time.monotonic()
@@ -435,6 +517,8 @@ def main(argv: list[str] | None = None) -> int:
                 profiled = _run_child({**base, "config": "stigmer", "profile": True})
                 raw[variant]["profile"] = profiled
                 print(profile_table(variant, profiled, runs["stigmer"]) + "\n")
+            if args.py_spy:
+                print(sample_native(variant, receiver.endpoint) + "\n")
             sys.stdout.flush()
     print(f"[profile took {time.monotonic() - began:.0f} s]", file=sys.stderr)
     if args.json:
