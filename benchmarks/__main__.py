@@ -39,6 +39,16 @@ def machine() -> str:
     )
 
 
+def load_average() -> str:
+    """The 1-minute load average and the CPU count: how busy the machine was."""
+    try:
+        with open("/proc/loadavg") as loadavg:
+            one_minute = loadavg.read().split()[0]
+    except OSError:
+        return "unknown"
+    return f"{one_minute} on {os.cpu_count()} CPUs"
+
+
 def _git(root: Path, *args: str) -> str:
     done = subprocess.run(["git", *args], cwd=root, capture_output=True, text=True, check=False)
     return done.stdout.strip()
@@ -92,11 +102,14 @@ def main(argv: list[str] | None = None, sizes: Sizes | None = None) -> int:
         return 2
     chosen = sizes or (QUICK if args.quick else FULL)
     began = time.monotonic()
+    load_before = load_average()
     rows, raw = run(replace(chosen), sections)
     elapsed = time.monotonic() - began
     raw["elapsed_s"] = elapsed
+    raw["load_average"] = [load_before, load_average()]
     print(f"Machine: {raw['machine']}")
     print(f"Revision: {raw['revision']}")
+    print(f"Load average (1 min) before / after: {load_before} / {load_average()}")
     print(f"Mode: {'quick' if args.quick else 'full'}; took {elapsed:.0f} s\n")
     print(render(rows))
     if args.json:

@@ -6,6 +6,7 @@ threads, heap and garbage collector. The last line printed is the JSON result.
 
 from __future__ import annotations
 
+import dataclasses
 import gc
 import json
 import os
@@ -14,16 +15,22 @@ import sys
 import threading
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import Any, cast
+
+from opentelemetry import trace
+from opentelemetry.sdk.trace import ReadableSpan, SpanProcessor, TracerProvider
 
 from benchmarks import workload
 from benchmarks.pipelines import install
 from benchmarks.receivers import API_KEY
-from otel_stigmer.client import CallbackClient
-from otel_stigmer.config import StigmerConfig
-from otel_stigmer.delivery import DEFAULT_MAX_QUEUE_SIZE
-from otel_stigmer.events import EventType, Status, new_task_progress_event
-from otel_stigmer.exceptions import CallbackError
+from otel_stigmer import (
+    CallbackClient,
+    CallbackError,
+    EventType,
+    Status,
+    StigmerConfig,
+    new_task_progress_event,
+)
 
 __all__ = ["main", "run"]
 
@@ -48,12 +55,17 @@ def _hotpath(p: Params) -> Result:
     fn = workload.step_attrs if attrs else workload.step
     workload.timed_workflow(fn, _WARMUP_CALLS, execution_id="warmup")
     installed.flush()
+    start_ns = time.monotonic_ns()
     wall, cpu = workload.timed_workflow(fn, calls, execution_id="hotpath")
     flushed = installed.flush()
+    flushed_ns = time.monotonic_ns()
     produced = _WARMUP_CALLS + calls + 2  # spans, with the two workflow spans
     result = {
         "wall_ns": wall,
         "cpu_ns": cpu,
+        # The loop plus the drain: until flush returned (the receiver notes the last store).
+        "start_ns": start_ns,
+        "flushed_ns": flushed_ns,
         "calls": calls,
         "flushed": flushed,
         "produced": produced,
@@ -75,6 +87,8 @@ def _burst(p: Params) -> Result:
     executions = max(threads, min(int(p.get("executions", 1)), calls))
     if p["pipeline"] == "naive":
         return _naive_burst(p["endpoint"], calls)
+    if p["pipeline"] == "raw":
+        return _raw_burst(p["endpoint"], calls)
     installed = install(p["pipeline"], p["endpoint"], API_KEY)
     start = time.monotonic_ns()
     workload.drive_threads(threads, executions, calls, prefix="burst")
@@ -123,6 +137,42 @@ def _naive_burst(endpoint: str, calls: int) -> Result:
         "flushed": True,
         "produced": 2 * calls,
         "dropped": failed,
+    }
+
+
+def _raw_burst(endpoint: str, calls: int) -> Result:
+    """The floor of a unary client: sequential raw stub calls, no retry or error handling."""
+    import grpc  # noqa: PLC0415
+
+    from otel_stigmer._proto.ai.stigmer.workflow.runner.v1 import (  # noqa: PLC0415
+        progress_pb2_grpc,
+    )
+
+    channel = grpc.insecure_channel(endpoint)
+    stub = progress_pb2_grpc.WorkflowRunnerCommandControllerStub(channel)
+    metadata = (("authorization", f"Bearer {API_KEY}"),)
+    sequence = 0
+
+    def report(event_type: EventType, status: Status) -> None:
+        nonlocal sequence
+        sequence += 1
+        event = new_task_progress_event("raw", event_type, "bench", "step", status, "", sequence)
+        stub.report_progress(event, metadata=metadata, timeout=10.0)
+
+    start = time.monotonic_ns()
+    for i in range(calls):
+        report(EventType.TASK_STARTED, Status.RUNNING)
+        workload.bare(i)
+        report(EventType.TASK_COMPLETED, Status.COMPLETED)
+    end = time.monotonic_ns()
+    channel.close()
+    return {
+        "start_ns": start,
+        "produce_end_ns": end,
+        "flush_end_ns": end,
+        "flushed": True,
+        "produced": 2 * calls,
+        "dropped": 0,
     }
 
 
@@ -185,6 +235,12 @@ def _closed_port() -> int:
         return int(sock.getsockname()[1])
 
 
+def _default_queue_bound() -> int:
+    """The default ``max_queue_size`` of the configuration."""
+    found = [f.default for f in dataclasses.fields(StigmerConfig) if f.name == "max_queue_size"]
+    return int(cast(int, found[0])) if found else 0
+
+
 def _memory(p: Params) -> Result:
     """RSS while the receiver is down: per queued event, and at the default bound."""
     chunk_calls = int(p["chunk_events"]) // 2
@@ -238,11 +294,38 @@ def _memory(p: Params) -> Result:
         "depth_start": depth_start,
         "samples": samples,
         "peak_rss": _peak_rss_bytes(),
-        "max_queue_size": DEFAULT_MAX_QUEUE_SIZE,
+        "max_queue_size": _default_queue_bound(),
     }
     # The events are undeliverable: do not wait for them at exit.
     stigmer.shutdown(0)
     return result
+
+
+class _KeepSpans(SpanProcessor):
+    """Holds every ended span, as an input queue does while its sender lags."""
+
+    def __init__(self) -> None:
+        self.spans: list[ReadableSpan] = []
+
+    def on_end(self, span: ReadableSpan) -> None:
+        self.spans.append(span)
+
+
+def _span_memory(p: Params) -> Result:
+    """RSS per ended task span kept alive: what a queued span record holds."""
+    calls = int(p["calls"])
+    provider = TracerProvider()
+    keep = _KeepSpans()
+    provider.add_span_processor(keep)
+    trace.set_tracer_provider(provider)
+    fn = workload.step_attrs if p.get("attrs") else workload.step
+    workload.timed_workflow(fn, 100, execution_id="warmup")
+    keep.spans.clear()
+    gc.collect()
+    before = _rss_bytes()
+    workload.timed_workflow(fn, calls, execution_id="held")
+    gc.collect()
+    return {"spans": len(keep.spans), "rss_growth": _rss_bytes() - before}
 
 
 _SCENARIOS: dict[str, Callable[[Params], Result]] = {
@@ -250,6 +333,7 @@ _SCENARIOS: dict[str, Callable[[Params], Result]] = {
     "burst": _burst,
     "liveness": _liveness,
     "memory": _memory,
+    "span_memory": _span_memory,
 }
 
 

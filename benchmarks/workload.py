@@ -16,7 +16,7 @@ from opentelemetry import trace
 from opentelemetry.util.types import AttributeValue
 
 from otel_stigmer import conventions as conv
-from otel_stigmer.decorators import task, workflow
+from otel_stigmer import task, workflow
 
 __all__ = [
     "bare",

@@ -63,21 +63,31 @@ class _Spec:
     warned: bool = field(default=False, compare=False)
 
 
-@dataclass(frozen=True)
 class _Call:
-    """The intercepted call, kept for resolving the execution id from its arguments."""
+    """The intercepted call, kept for resolving the execution id from its arguments.
 
-    wrapped: Callable[..., Any]
-    args: tuple[Any, ...]
-    kwargs: dict[str, Any]
+    A plain slotted class, not a frozen dataclass: one is made per call, and a frozen
+    dataclass's ``__init__`` costs about twice as much.
+    """
+
+    __slots__ = ("args", "kwargs", "wrapped")
+
+    def __init__(
+        self, wrapped: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]
+    ) -> None:
+        self.wrapped = wrapped
+        self.args = args
+        self.kwargs = kwargs
 
 
-@dataclass(frozen=True)
 class _Run:
-    """A started span and the context (span + baggage) its body runs in."""
+    """A started span and the context (span + baggage) its body runs in (one per call)."""
 
-    span: Span
-    context: Context
+    __slots__ = ("context", "span")
+
+    def __init__(self, span: Span, context: Context) -> None:
+        self.span = span
+        self.context = context
 
 
 # --- public decorators -------------------------------------------------------------------
@@ -256,10 +266,9 @@ def _function_wrapper(spec: _Spec) -> _Wrapper:
     ) -> Any:
         attempt = 1
         call_id = _new_call_id(spec)
+        call = _call_of(spec, wrapped, args, kwargs)
         while True:
-            run = _begin(
-                spec, otel_context.get_current(), _Call(wrapped, args, kwargs), attempt, call_id
-            )
+            run = _begin(spec, otel_context.get_current(), call, attempt, call_id)
             token = _attach(run)
             try:
                 result = wrapped(*args, **kwargs)
@@ -286,10 +295,9 @@ def _coroutine_wrapper(spec: _Spec) -> _Wrapper:
     ) -> Any:
         attempt = 1
         call_id = _new_call_id(spec)
+        call = _call_of(spec, wrapped, args, kwargs)
         while True:
-            run = _begin(
-                spec, otel_context.get_current(), _Call(wrapped, args, kwargs), attempt, call_id
-            )
+            run = _begin(spec, otel_context.get_current(), call, attempt, call_id)
             token = _attach(run)
             try:
                 result = await wrapped(*args, **kwargs)
@@ -432,8 +440,15 @@ def _new_call_id(spec: _Spec) -> str | None:
     return f"{random.getrandbits(64):016x}" if spec.retries else None
 
 
+def _call_of(
+    spec: _Spec, wrapped: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]
+) -> _Call | None:
+    """The call's arguments, kept only where they can name the run (workflows)."""
+    return _Call(wrapped, args, kwargs) if spec.is_workflow else None
+
+
 def _begin(
-    spec: _Spec, parent: Context, call: _Call, attempt: int, call_id: str | None = None
+    spec: _Spec, parent: Context, call: _Call | None, attempt: int, call_id: str | None = None
 ) -> _Run | None:
     try:
         return _begin_span(spec, parent, call, attempt, call_id)
@@ -445,12 +460,13 @@ def _begin(
 
 
 def _begin_span(
-    spec: _Spec, parent: Context, call: _Call, attempt: int, call_id: str | None
+    spec: _Spec, parent: Context, call: _Call | None, attempt: int, call_id: str | None
 ) -> _Run:
     attributes: dict[str, AttributeValue] = dict(spec.attributes)
     enclosing_id, enclosing_name = _enclosing_workflow(parent)
     if spec.is_workflow:
-        execution_id = _workflow_execution_id(spec, call) or enclosing_id or new_execution_id()
+        from_call = _workflow_execution_id(spec, call) if call is not None else None
+        execution_id = from_call or enclosing_id or new_execution_id()
         attributes[conv.WORKFLOW_EXECUTION_ID] = execution_id
         attributes[conv.WORKFLOW_NAME] = spec.name
         span = _tracer().start_span(spec.name, context=parent, attributes=attributes)

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Run every check: generated stubs current, ruff, mypy --strict, and the whole pytest suite
-# (including the Temporal dev server and headless Chromium tests).
+# Run every check: generated stubs current, ruff, mypy --strict, the whole pytest suite
+# (including the Temporal dev server and headless Chromium tests), then the quick benchmark,
+# whose table of ratios goes to the log (a missed goal does not fail the run; a crash does).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/bootstrap.sh dev,temporal
@@ -18,3 +19,4 @@ $py -m ruff check .
 $py -m ruff format --check .
 $py -m mypy
 $py -m pytest "$@"
+$py -m benchmarks --quick

@@ -50,6 +50,12 @@ def test_every_section_runs_against_real_receivers_and_prints_one_table(
     assert burst["received"] == burst["produced"] == 402  # 200 tasks + 1 workflow, 2 events each
     naive = raw["throughput"]["naive"][0]
     assert naive["received"] == naive["produced"] == 200
+    raw_client = raw["throughput"]["raw"][0]
+    assert raw_client["received"] == raw_client["produced"] == 200
+    assert "until the last is stored" in table  # the drain is charged to the hot path
+    assert "per task call" in table
+    for held in raw["span_memory"].values():
+        assert held["spans"] == TINY.memory_chunk_events // 4 + 1  # the tasks and the workflow
 
 
 def test_unknown_section_is_refused_with_the_valid_names(
