@@ -49,7 +49,7 @@ def test_demo_runs_the_workflow_and_summarises_retry_and_failure() -> None:
     assert "retried: check-inventory: attempt 1 failed with INVENTORY_TIMEOUT" in out
     assert "succeeded on attempt 2" in out
     assert "failed:  send-notifications: NOTIFICATION_QUOTA: daily e-mail quota reached" in out
-    assert "[########################] 100%  5/5 tasks" in out
+    assert "[########################] 100%  5/5 task calls" in out
     # Not a terminal: no color codes, no status line redraws.
     assert "\x1b[" not in out
 

@@ -77,10 +77,10 @@ def test_progress_bar_counts_finished_tasks_against_the_plan() -> None:
     view = ProgressView()
     for event in RUN[:5]:
         view.feed(event)
-    assert view.bar("ex-1").startswith("[#######.................]  33%  1/3 tasks  ingest")
+    assert view.bar("ex-1").startswith("[#######.................]  33%  1/3 task calls  ingest")
     for event in RUN[5:]:
         view.feed(event)
-    assert "100%  2/3 tasks" in view.bar("ex-1")
+    assert "100%  2/3 task calls" in view.bar("ex-1")
 
 
 def test_summary_lists_the_retry_and_the_handled_failure() -> None:
