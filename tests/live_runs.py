@@ -7,6 +7,7 @@ protobufs.
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Callable
 
@@ -36,11 +37,8 @@ class FlakyError(ConnectionError):
 
 def captured(run: Callable[[], object]) -> list[WorkflowProgressEvent]:
     """Run ``run`` and return the events its workflows and tasks reported, in order."""
-    with capture_progress() as events:
-        try:
-            run()
-        except (QuotaError, FlakyError):
-            pass
+    with capture_progress() as events, contextlib.suppress(QuotaError, FlakyError):
+        run()
     return sorted(events, key=lambda e: (e.sequence_number, e.timestamp_ms))
 
 
@@ -75,9 +73,9 @@ def _resize(seconds: float) -> None:
     time.sleep(seconds)
 
 
-def parallel_run(execution_id: str, calls: int = 5, seconds: float = 0.2) -> list[
-    WorkflowProgressEvent
-]:
+def parallel_run(
+    execution_id: str, calls: int = 5, seconds: float = 0.2
+) -> list[WorkflowProgressEvent]:
     """``resize`` called ``calls`` times in parallel threads (one instance id per call)."""
 
     @workflow(name="parallel-resize", execution_id=execution_id)

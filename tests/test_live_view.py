@@ -13,12 +13,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from live_runs import failing_run, parallel_run, repeated_calls_run, retried_for_good_run
 
 from otel_stigmer.events import WorkflowProgressEvent
 from otel_stigmer.server.auth import BearerKeyAuth
 from otel_stigmer.server.http import LiveHttpServer
 from otel_stigmer.server.store import EventStore
-from live_runs import failing_run, parallel_run, repeated_calls_run, retried_for_good_run
 
 CHROMIUM = "/usr/bin/chromium"
 KEY = "live-view-key-5f1e0c2a9d"
