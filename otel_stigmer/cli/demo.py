@@ -134,11 +134,10 @@ def _follow(
     exited_at: float | None = None
     last = 0
     while True:
-        for rowid, event in store.events_since(last):
-            last = rowid
-            if event.workflow_execution_id == execution_id:
-                terminal.print(view.feed(event))
-                terminal.status(view.bar(execution_id))
+        for stored in store.stored_since(last, execution_id=execution_id):
+            last = stored.rowid
+            terminal.print(view.feed(stored.event, late=stored.late))
+            terminal.status(view.bar(execution_id))
         state = view.state(execution_id)
         now = time.monotonic()
         if child.poll() is not None:
