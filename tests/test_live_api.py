@@ -12,6 +12,7 @@ import pytest
 from otel_stigmer.events import new_progress_event, new_task_progress_event
 from otel_stigmer.server.auth import BearerKeyAuth
 from otel_stigmer.server.http import SESSION_COOKIE, LiveHttpServer
+from otel_stigmer.server.json_view import ROW_COLUMNS
 from otel_stigmer.server.store import EventStore
 
 KEY = "live-api-key-03c9e1b7"
@@ -133,3 +134,51 @@ def test_an_unparseable_cookie_of_another_app_does_not_hide_the_session(
         assert _get(live, "/api/executions", {"Cookie": cookie})[0] == 200, cookie
     assert _get(live, "/", {"Cookie": f'other_app="x"y; {SESSION_COOKIE}={token}'})[0] == 200
     assert _get(live, "/api/executions", {"Cookie": "other_app=1; stigmer_session=nope"})[0] == 401
+
+
+def test_compact_rows_and_the_latest_events(live: LiveHttpServer, store: EventStore) -> None:
+    """``format=rows`` answers compact rows in arrival order; ``last=N`` the newest N events."""
+    started = new_progress_event("ex", "workflow_started", "wf", "running", "go", 1)
+    started.metadata["tasks_planned"] = "2"
+    task_event = new_task_progress_event("ex", "task_failed", "wf", "t", "failed", "boom", 2)
+    task_event.task_instance_id = "call-1"
+    task_event.attempt = 2
+    task_event.error.code, task_event.error.message = "E", "broke"
+    store.add([started, task_event])
+    _, _, rows = _get(live, "/api/executions/ex/events?format=rows&after=0")
+    assert isinstance(rows, list)
+    assert [dict(zip(ROW_COLUMNS, row, strict=True)) for row in rows] == [
+        {
+            "rowid": 1,
+            "event_type": "workflow_started",
+            "status": "running",
+            "task_name": "",
+            "task_instance_id": "",
+            "attempt": 0,
+            "timestamp_ms": started.timestamp_ms,
+            "sequence_number": 1,
+            "task_progress": 0,
+            "message": "go",
+            "late": False,
+            "error": None,
+            "workflow": {"workflow_name": "wf", "trace_id": "", "metadata": {"tasks_planned": "2"}},
+        },
+        {
+            "rowid": 2,
+            "event_type": "task_failed",
+            "status": "failed",
+            "task_name": "t",
+            "task_instance_id": "call-1",
+            "attempt": 2,
+            "timestamp_ms": task_event.timestamp_ms,
+            "sequence_number": 2,
+            "task_progress": 0,
+            "message": "boom",
+            "late": False,
+            "error": ["E", "broke"],
+            "workflow": None,
+        },
+    ]
+    _, _, latest = _get(live, "/api/executions/ex/events?last=1")
+    assert isinstance(latest, list)
+    assert [(e["rowid"], e["task_instance_id"]) for e in latest] == [(2, "call-1")]

@@ -12,7 +12,9 @@ the session cookie set by logging in):
   run). The ``X-Last-Event-Id`` header holds the newest arrival id, to start a stream at;
 - ``GET /api/executions/{id}``: one execution's summary;
 - ``GET /api/executions/{id}/events``: one execution's events, in sequence order; with
-  ``?after=<arrival id>`` and/or ``?limit=`` (maximum 5000) a page in arrival order instead;
+  ``?after=<arrival id>`` and/or ``?limit=`` (maximum 5000) a page in arrival order instead,
+  with ``?last=N`` its newest N events; ``&format=rows`` answers compact rows (see
+  :func:`~otel_stigmer.server.json_view.event_to_row`; pages of up to 20,000);
 - ``GET /api/executions/{id}/stream`` and ``GET /api/stream`` (all executions): SSE, one
   ``data:`` JSON event per message with the store's arrival id as ``id:``, resumable with
   ``Last-Event-ID`` (or ``?after=<id>``), keep-alive comments in between.
@@ -42,7 +44,7 @@ from typing import Any
 from otel_stigmer.exceptions import ConfigError
 from otel_stigmer.server.app import format_endpoint
 from otel_stigmer.server.auth import BearerKeyAuth
-from otel_stigmer.server.json_view import event_to_json, execution_to_json
+from otel_stigmer.server.json_view import event_to_json, event_to_row, execution_to_json
 from otel_stigmer.server.sessions import SessionStore
 from otel_stigmer.server.store import EventStore, StoreClosedError, StoredEvent
 
@@ -58,6 +60,7 @@ _MAX_FORM_BYTES = 4096
 _STREAM_BATCH = 500
 _LIST_LIMIT = 500
 _PAGE_LIMIT = 5000
+_ROWS_PAGE_LIMIT = 20000
 _STATUS_FILTERS = {
     "running": "running",
     "completed": "completed",
@@ -468,16 +471,21 @@ class _Handler(BaseHTTPRequestHandler):
         self._json(HTTPStatus.OK, execution_to_json(summary))
 
     def _events(self, execution_id: str, query: dict[str, list[str]]) -> None:
-        paged = "after" in query or "limit" in query
+        paged = "after" in query or "limit" in query or "last" in query
         after = _int_param(query, "after", 0, minimum=0)
         limit = _int_param(query, "limit", _PAGE_LIMIT)
-        if after is None or limit is None:
-            self._json_error(HTTPStatus.BAD_REQUEST, "after and limit must be numbers")
+        last = _int_param(query, "last", 0, minimum=0)
+        rows = query.get("format", [""])[0] == "rows"
+        if after is None or limit is None or last is None:
+            self._json_error(HTTPStatus.BAD_REQUEST, "after, limit and last must be numbers")
             return
         store = self.app.store
         try:
-            if paged:
-                stored = store.page(execution_id, after_rowid=after, limit=min(limit, _PAGE_LIMIT))
+            if last:
+                stored = store.latest(execution_id, min(last, _PAGE_LIMIT))
+            elif paged:
+                cap = _ROWS_PAGE_LIMIT if rows else _PAGE_LIMIT
+                stored = store.page(execution_id, after_rowid=after, limit=min(limit, cap))
             else:
                 stored = []
                 while page := store.page(execution_id, after_rowid=after, limit=_PAGE_LIMIT):
@@ -490,7 +498,23 @@ class _Handler(BaseHTTPRequestHandler):
         if not stored and not (paged and store.execution(execution_id) is not None):
             self._json_error(HTTPStatus.NOT_FOUND, "no events for this execution")
             return
-        self._json(HTTPStatus.OK, [_event_json(s) for s in stored])
+        if rows:
+            self._json_parts(
+                HTTPStatus.OK, [event_to_row(s.event, s.rowid, s.late) for s in stored]
+            )
+        else:
+            self._json_parts(HTTPStatus.OK, [_event_json(s) for s in stored])
+
+    def _json_parts(self, status: HTTPStatus, items: list[Any]) -> None:
+        """Send a JSON list encoded item by item (no long hold of the GIL on big pages)."""
+        dumps = json.JSONEncoder(separators=(",", ":")).encode
+        body = ("[" + ",".join(dumps(item) for item in items) + "]").encode("utf-8")
+        self.send_response(status)
+        self._common_headers()
+        self.send_header("Content-Type", "application/json; charset=utf-8")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
 
     def _stream(self, execution_id: str | None, query: dict[str, list[str]]) -> None:
         resume = self.headers.get("Last-Event-ID") or query.get("after", ["0"])[0]

@@ -7,7 +7,14 @@ from typing import Any
 from otel_stigmer.events import WorkflowProgressEvent
 from otel_stigmer.server.store import ExecutionSummary
 
-__all__ = ["event_from_json", "event_to_json", "execution_to_json", "is_late"]
+__all__ = [
+    "ROW_COLUMNS",
+    "event_from_json",
+    "event_to_json",
+    "event_to_row",
+    "execution_to_json",
+    "is_late",
+]
 
 
 def event_to_json(
@@ -96,3 +103,54 @@ def execution_to_json(summary: ExecutionSummary) -> dict[str, Any]:
 def is_late(data: dict[str, Any]) -> bool:
     """Return whether a JSON event is marked late (arrived after its workflow ended)."""
     return data.get("late") is True
+
+
+#: The columns of :func:`event_to_row`, in order.
+ROW_COLUMNS = (
+    "rowid",
+    "event_type",
+    "status",
+    "task_name",
+    "task_instance_id",
+    "attempt",
+    "timestamp_ms",
+    "sequence_number",
+    "task_progress",
+    "message",
+    "late",
+    "error",
+    "workflow",
+)
+
+
+def event_to_row(event: WorkflowProgressEvent, rowid: int, late: bool) -> list[Any]:
+    """Return one event as a compact row (:data:`ROW_COLUMNS`) for loading big runs.
+
+    ``error`` is ``[code, message]`` or None (no stack trace); ``workflow`` is None for
+    task events and ``{"workflow_name", "trace_id", "metadata"}`` for workflow events.
+    """
+    error = [event.error.code, event.error.message] if event.HasField("error") else None
+    workflow = (
+        None
+        if event.task_name
+        else {
+            "workflow_name": event.workflow_name,
+            "trace_id": event.trace_id,
+            "metadata": dict(event.metadata),
+        }
+    )
+    return [
+        rowid,
+        event.event_type,
+        event.status,
+        event.task_name,
+        event.task_instance_id,
+        event.attempt,
+        event.timestamp_ms,
+        event.sequence_number,
+        event.task_progress,
+        event.message,
+        late,
+        error,
+        workflow,
+    ]

@@ -441,6 +441,20 @@ class EventStore:
         parse = WorkflowProgressEvent.FromString
         return [StoredEvent(rowid, parse(payload), bool(late)) for rowid, payload, late in rows]
 
+    def latest(self, execution_id: str, count: int) -> list[StoredEvent]:
+        """Return the newest ``count`` events of one execution, in arrival order."""
+        with self._reader() as conn:
+            rows = conn.execute(
+                "SELECT id, payload, late FROM events WHERE execution_id = ?"
+                " ORDER BY id DESC LIMIT ?",
+                (execution_id, count),
+            ).fetchall()
+        parse = WorkflowProgressEvent.FromString
+        return [
+            StoredEvent(rowid, parse(payload), bool(late))
+            for rowid, payload, late in reversed(rows)
+        ]
+
     def events_since(
         self, rowid: int, *, limit: int | None = None, execution_id: str | None = None
     ) -> list[tuple[int, WorkflowProgressEvent]]:
