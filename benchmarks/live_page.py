@@ -207,7 +207,10 @@ def run_target(
         )
         try:
             big_runs = receiver.info.get("big_runs") or []
-            result: dict[str, Any] = {"events": receiver.info["stored"]}
+            result: dict[str, Any] = {
+                "events": receiver.info["stored"],
+                "load_average_1min": os.getloadavg()[0],
+            }
             with sync_playwright() as playwright:
                 browser = playwright.chromium.launch(
                     executable_path=CHROMIUM, args=["--no-sandbox", "--disable-gpu"]
@@ -262,6 +265,7 @@ def main(argv: list[str] | None = None) -> int:
     results["current, full size"] = run_target(
         "current, full", REPO, args.events, args.big, new_page=True, stream_s=args.stream_seconds
     )
+    print(f"load average after the run: {', '.join(f'{x:.1f}' for x in os.getloadavg())}")
     for label, figures in results.items():
         print(f"\n{label}:")
         for name, value in figures.items():
