@@ -350,3 +350,46 @@ def test_concurrent_writers_lose_nothing(store: EventStore) -> None:
         t.join(30.0)
     assert store.count() == 800
     assert [e.sequence_number for e in store.events("exec-3")] == list(range(100))
+
+
+def test_run_summaries_are_kept_on_insert_not_computed_from_the_events(tmp_path: Path) -> None:
+    """Listing runs reads the summary table: it still answers when the events are gone."""
+    store = EventStore(tmp_path / "events.db")
+    try:
+        store.add([_event("a", 1, "workflow_started", task_name=""), _event("a", 2)])
+        other = sqlite3.connect(tmp_path / "events.db")
+        other.execute("DELETE FROM events")
+        other.commit()
+        other.close()
+        assert [(s.execution_id, s.event_count) for s in store.executions()] == [("a", 2)]
+    finally:
+        store.close()
+
+
+def test_a_read_in_progress_does_not_hold_up_a_write(store: EventStore) -> None:
+    """A write completes while a read is stuck half-way (reads use their own connection)."""
+    store.add([_event("a", n) for n in range(1, 50)])
+    gate = threading.Event()
+    reading = threading.Event()
+
+    def wait_gate() -> bool:
+        reading.set()
+        return gate.wait(10)
+
+    def slow_read() -> None:
+        with store._reader() as conn:
+            conn.create_function("wait_gate", 0, wait_gate)
+            conn.execute("SELECT wait_gate() FROM events LIMIT 1").fetchall()
+
+    reader = threading.Thread(target=slow_read)
+    reader.start()
+    try:
+        assert reading.wait(10)
+        writer = threading.Thread(target=store.add, args=([_event("b", 1)],))
+        writer.start()
+        writer.join(10)
+        assert not writer.is_alive()
+        assert store.execution("b") is not None
+    finally:
+        gate.set()
+        reader.join(10)
