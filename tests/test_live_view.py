@@ -313,3 +313,39 @@ def test_a_task_with_many_calls_starts_collapsed_and_expands(
     group.locator("button").click()
     _expect(_calls(page, "resize")).to_have_count(60)
     _expect(page.locator("#run-count")).to_have_text("60/60 task calls")
+
+
+def _luminance(rgb: str) -> float:
+    red, green, blue = (int(part) / 255 for part in rgb[rgb.index("(") + 1 : -1].split(",")[:3])
+
+    def channel(c: float) -> float:
+        return c / 12.92 if c <= 0.03928 else ((c + 0.055) / 1.055) ** 2.4
+
+    return 0.2126 * channel(red) + 0.7152 * channel(green) + 0.0722 * channel(blue)
+
+
+def test_every_status_mark_has_an_icon_and_accessible_contrast(
+    page: Any, server: LiveHttpServer, store: EventStore
+) -> None:
+    """Each status badge shows an icon before its word and text contrast of at least 4.5:1."""
+    events = retried_for_good_run("run-marks")
+    retry_at = next(n for n, e in enumerate(events) if e.event_type == "task_retry")
+    store.add(events[: retry_at + 1])  # a call left retrying, the run running
+    store.add(_shifted(failing_run("run-failed"), 1_000))
+    store.add(_shifted(repeated_calls_run("run-done"), 2_000))
+    _open(page, server, "#/runs/run-marks")
+    _expect(_calls(page, "charge")).to_have_attribute("data-status", "retrying")
+    badges = page.locator(".status")
+    seen = set()
+    for n in range(badges.count()):
+        badge = badges.nth(n)
+        status = badge.get_attribute("data-status")
+        icon = badge.evaluate("b => getComputedStyle(b, '::before').content")
+        colors = badge.evaluate(
+            "b => [getComputedStyle(b).color, getComputedStyle(b).backgroundColor]"
+        )
+        light, dark = sorted((_luminance(c) for c in colors), reverse=True)
+        assert (light + 0.05) / (dark + 0.05) >= 4.5, (status, colors)
+        assert icon not in ("none", "normal", ""), status
+        seen.add(status)
+    assert {"completed", "failed", "running", "retrying"} <= seen
