@@ -120,15 +120,27 @@ def median_ms(receiver: Receiver, path: str, times: int) -> float:
     return statistics.median(float(receiver.ask(f"read {path}")["ms"]) for _ in range(times))
 
 
-def measure_api(receiver: Receiver, big_run: str | None) -> dict[str, float]:
+def _longest_write(receiver: Receiver, reads: list[str]) -> float:
+    """The longest single write of a 1,000 events/s stream while ``reads`` are served."""
+    receiver.ask("stream 1000 4")
+    for path in reads:
+        receiver.ask(f"read {path}")
+    return float(receiver.ask("stats")["longest_add_ms"])
+
+
+def measure_api(receiver: Receiver, big_run: str | None, *, rows: bool) -> dict[str, float]:
     """API response times, and the longest write while reads run beside a 1,000/s stream."""
     result = {"executions_ms": median_ms(receiver, "/api/executions", 5)}
-    receiver.ask("stream 1000 4")
-    receiver.ask("read /api/executions")
+    result["longest_write_no_reads_ms"] = _longest_write(receiver, [])
+    result["longest_write_listing_runs_ms"] = _longest_write(receiver, ["/api/executions"] * 3)
     if big_run:
-        receiver.ask(f"read /api/executions/{big_run}/events")
-    receiver.ask("read /api/executions")
-    result["longest_write_during_reads_ms"] = float(receiver.ask("stats")["longest_add_ms"])
+        events = f"/api/executions/{big_run}/events"
+        if rows:
+            result["big_run_rows_ms"] = median_ms(receiver, events + "?format=rows&limit=20000", 3)
+            result["longest_write_loading_big_run_ms"] = _longest_write(
+                receiver, [events + f"?format=rows&limit=20000&after={n}" for n in (0, 1)]
+            )
+        result["longest_write_full_json_of_big_run_ms"] = _longest_write(receiver, [events])
     return result
 
 
@@ -221,7 +233,8 @@ def run_target(
                     )
                 finally:
                     browser.close()
-            result.update(measure_api(receiver, str(big_runs[-1]) if big_runs else None))
+            big_run = str(big_runs[-1]) if big_runs else None
+            result.update(measure_api(receiver, big_run, rows=new_page))
         finally:
             receiver.close()
     return result

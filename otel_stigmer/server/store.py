@@ -63,6 +63,8 @@ _SUMMARY_COLUMNS = (
 )
 _UPSERT = f"INSERT OR REPLACE INTO executions ({_SUMMARY_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?)"  # noqa: S608 - constants only
 _READERS = 4
+# SQLite's default limit on bound variables per statement: 32766 since 3.32, 999 before.
+_MAX_VARIABLES = 30_000 if sqlite3.sqlite_version_info >= (3, 32, 0) else 999
 _REBUILD_BATCH = 5000
 
 
@@ -186,6 +188,23 @@ class _Summary:
         elif terminal == self.ended and sequence >= self.status_sequence:
             self.status, self.status_sequence = event.status, sequence
         return late
+
+
+def _insert_many(conn: sqlite3.Connection, insert: str, rows: Sequence[tuple[object, ...]]) -> None:
+    """Run ``insert`` (one ``VALUES (?, ...)`` group) for many rows, a few statements in all.
+
+    One multi-row statement instead of one step per row: the sqlite3 module releases the
+    GIL around every step, and each time it is taken back a busy reading thread can make
+    the writer wait a switch interval.
+    """
+    if not rows:
+        return
+    head, _, group = insert.partition(" VALUES ")
+    per_statement = max(1, _MAX_VARIABLES // len(rows[0]))
+    for start in range(0, len(rows), per_statement):
+        chunk = rows[start : start + per_statement]
+        sql = f"{head} VALUES {','.join([group] * len(chunk))}"
+        conn.execute(sql, [value for row in chunk for value in row])
 
 
 def _int(value: object) -> int:
@@ -373,8 +392,8 @@ class EventStore:
                             int(late),
                         )
                     )
-                conn.executemany(_INSERT, rows)
-                conn.executemany(_UPSERT, [s.row() for s in summaries.values()])
+                _insert_many(conn, _INSERT, rows)
+                _insert_many(conn, _UPSERT, [s.row() for s in summaries.values()])
                 conn.execute("COMMIT")
             except BaseException:
                 seen.difference_update(added)
