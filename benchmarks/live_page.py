@@ -292,7 +292,7 @@ def main(argv: list[str] | None = None) -> int:
             "runs_listed_ms",
             "stream_longest_task_ms",
             "stream_longest_frame_gap_ms",
-            "longest_write_during_reads_ms",
+            "longest_write_listing_runs_ms",
         ):
             if name in old and name in small and small[name]:
                 print(f"  {name:<34} {old[name] / small[name]:>10.1f}x")
