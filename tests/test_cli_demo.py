@@ -36,7 +36,13 @@ def _demo(*args: str) -> list[str]:
 def test_demo_runs_the_workflow_and_summarises_retry_and_failure() -> None:
     """The demo exits 0 and its output shows live task lines and a summary of retry and failure."""
     done = subprocess.run(
-        _demo(), env=_env(), capture_output=True, text=True, timeout=120, check=False
+        _demo("--exit"),
+        env=_env(),
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
     )
     assert done.returncode == 0, done.stdout + done.stderr
     out = done.stdout
@@ -49,16 +55,17 @@ def test_demo_runs_the_workflow_and_summarises_retry_and_failure() -> None:
     assert "retried: check-inventory: attempt 1 failed with INVENTORY_TIMEOUT" in out
     assert "succeeded on attempt 2" in out
     assert "failed:  send-notifications: NOTIFICATION_QUOTA: daily e-mail quota reached" in out
-    assert "[########################] 100%  5/5 tasks" in out
+    assert "[########################] 100%  5/5 task calls" in out
     # Not a terminal: no color codes, no status line redraws.
     assert "\x1b[" not in out
 
 
-def test_demo_keep_serves_the_page_until_interrupted(tmp_path: Path) -> None:
-    """With --keep and --dir the page stays up (one-time link logs in) and SIGINT ends it."""
+def test_demo_serves_the_page_until_interrupted(tmp_path: Path) -> None:
+    """By default the page stays up after the run; Enter prints a new login link; SIGINT ends it."""
     proc = subprocess.Popen(
-        _demo("--keep", "--dir", str(tmp_path), "--no-color"),
+        _demo("--dir", str(tmp_path), "--no-color"),
         env=_env(),
+        stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
@@ -74,20 +81,39 @@ def test_demo_keep_serves_the_page_until_interrupted(tmp_path: Path) -> None:
 
     reader = threading.Thread(target=read, daemon=True)
     reader.start()
-    try:
-        link = None
-        deadline = time.monotonic() + 60
-        while link is None:
+    deadline = time.monotonic() + 60
+
+    def next_link(after: str) -> str:
+        while True:
             line = lines.get(timeout=max(0.1, deadline - time.monotonic()))
             match = LOGIN_LINK.search(line)
-            link = match.group(1) if match else None
+            if match and after in "".join(output):
+                return match.group(1)
+
+    def log_in(link: str) -> str:
         url = urllib.parse.urlsplit(link)
         conn = http.client.HTTPConnection(url.hostname or "", url.port, timeout=10)
-        conn.request("GET", f"{url.path}?{url.query}")
-        response = conn.getresponse()
-        response.read()
+        try:
+            conn.request("GET", f"{url.path}?{url.query}")
+            response = conn.getresponse()
+            response.read()
+        finally:
+            conn.close()
         assert response.status == 303
-        cookie = response.getheader("Set-Cookie", "").split(";", 1)[0]
+        return response.getheader("Set-Cookie", "").split(";", 1)[0]
+
+    try:
+        first = next_link("stay up")
+        log_in(first)
+        # The first link is used up: Enter prints another one, which logs in too.
+        assert proc.stdin is not None
+        proc.stdin.write("\n")
+        proc.stdin.flush()
+        second = next_link("Press Ctrl-C")
+        assert second != first
+        cookie = log_in(second)
+        url = urllib.parse.urlsplit(second)
+        conn = http.client.HTTPConnection(url.hostname or "", url.port, timeout=10)
         conn.request("GET", "/api/executions", headers={"Cookie": cookie})
         executions = json.loads(conn.getresponse().read())
         conn.close()
@@ -103,6 +129,8 @@ def test_demo_keep_serves_the_page_until_interrupted(tmp_path: Path) -> None:
         reader.join(timeout=10)
         if proc.stdout is not None:
             proc.stdout.close()
+        if proc.stdin is not None:
+            proc.stdin.close()
     store = EventStore(tmp_path / "stigmer-events.db")
     try:
         kinds = [e.event_type for e in store.events()]
@@ -113,3 +141,4 @@ def test_demo_keep_serves_the_page_until_interrupted(tmp_path: Path) -> None:
     assert kinds.count("task_retry") == 1
     assert kinds.count("task_failed") == 1
     assert "Press Ctrl-C to stop." in "".join(output)
+    assert "to log in again" in "".join(output)

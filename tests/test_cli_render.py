@@ -77,10 +77,10 @@ def test_progress_bar_counts_finished_tasks_against_the_plan() -> None:
     view = ProgressView()
     for event in RUN[:5]:
         view.feed(event)
-    assert view.bar("ex-1").startswith("[#######.................]  33%  1/3 tasks  ingest")
+    assert view.bar("ex-1").startswith("[#######.................]  33%  1/3 task calls  ingest")
     for event in RUN[5:]:
         view.feed(event)
-    assert "100%  2/3 tasks" in view.bar("ex-1")
+    assert "100%  2/3 task calls" in view.bar("ex-1")
 
 
 def test_summary_lists_the_retry_and_the_handled_failure() -> None:
@@ -108,3 +108,62 @@ def test_colored_output_and_the_live_status_line() -> None:
     assert "\x1b[36m" in text
     assert text.count("\r\x1b[K") == 3
     assert text.endswith("\r\x1b[K")
+
+
+def _call(
+    seq: int, event_type: str, status: str, instance: str, **kw: object
+) -> WorkflowProgressEvent:
+    event = _event(seq, event_type, status, task="resize", ms=seq * 10, **kw)  # type: ignore[arg-type]
+    event.task_instance_id = instance
+    return event
+
+
+def test_parallel_calls_of_one_task_are_counted_and_labelled_separately() -> None:
+    """Calls told apart by task instance id count one each and are labelled #2, #3, ..."""
+    view = ProgressView()
+    events = [_event(1, "workflow_started", "running")]
+    events += [_call(2 + n, "task_started", "running", f"i{n}") for n in range(5)]
+    events += [_call(10 + n, "task_completed", "completed", f"i{n}") for n in range(4)]
+    lines = [line for event in events for line in view.feed(event)]
+    assert "4/5 task calls" in view.bar("ex-1")
+    # The first call is numbered once a second one shows up.
+    assert lines[1].split()[:3] == [">", "resize", "started"]
+    assert lines[2].split()[:3] == [">", "resize#2", "started"]
+    assert lines[6].split()[:3] == ["+", "resize#1", "completed"]
+    assert lines[5].split()[:3] == [">", "resize#5", "started"]
+    assert "tasks:   5 calls of 1 tasks (4 completed, 1 running)" in "\n".join(view.summary("ex-1"))
+
+
+def test_a_call_that_failed_for_good_after_a_retry_is_summarised_as_failed() -> None:
+    """Retried then failed on its last attempt: the summary says failed, never succeeded."""
+    view = ProgressView()
+    for event in [
+        _event(1, "workflow_started", "running"),
+        _call(2, "task_started", "running", "c", attempt=1),
+        _call(3, "task_retry", "running", "c", attempt=1, error=("FLAKY", "try again")),
+        _call(4, "task_started", "running", "c", attempt=2),
+        _call(5, "task_failed", "failed", "c", attempt=2, error=("FLAKY", "gave up")),
+        _event(6, "workflow_failed", "failed", ms=70, error=("FLAKY", "gave up")),
+    ]:
+        view.feed(event)
+    summary = "\n".join(view.summary("ex-1"))
+    assert "tasks:   1 (1 failed)" in summary
+    assert "retried: resize: attempt 1 failed with FLAKY: try again; then failed" in summary
+    assert "succeeded" not in summary
+    assert "failed:  resize: FLAKY: gave up" in summary
+
+
+def test_a_late_outcome_is_shown_late_and_does_not_reopen_the_workflow() -> None:
+    """A task outcome after the workflow's end is marked late; a later start keeps it ended."""
+    view = ProgressView()
+    view.feed(_event(1, "workflow_started", "running"))
+    view.feed(_call(2, "task_started", "running", "c"))
+    view.feed(_event(3, "workflow_completed", "completed", ms=30))
+    (line,) = view.feed(_call(4, "task_failed", "failed", "c", error=("LOST", "worker gone")))
+    assert line.endswith("(late: arrived after the workflow ended)")
+    view.feed(_event(5, "workflow_progress", "running", progress=10))
+    view.feed(_event(6, "workflow_resumed", "running"))
+    assert view.state("ex-1").status == "completed"
+    assert "late:    resize: failed (reported after the workflow ended)" in "\n".join(
+        view.summary("ex-1")
+    )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import signal
+import socket
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -159,3 +160,51 @@ def test_tail_reconnects_after_a_receiver_restart_without_repeating_events(
     tail.proc.send_signal(signal.SIGINT)
     assert tail.finish() == 0
     assert tail.text().count("workflow first") == 1
+
+
+def test_tail_says_it_waits_for_an_unknown_execution_then_follows_it(
+    tmp_path: Path, procs: list[LineProcess]
+) -> None:
+    """Following an execution nothing is stored of yet says so, then shows it when it comes."""
+    _, url, endpoint = _serve(tmp_path / "events.db", procs)
+    tail = _cli(
+        ["tail", "ex-later", "--url", url, "--no-color"], _env(STIGMER_SERVICE_API_KEY=CANARY)
+    )
+    procs.append(tail)
+    tail.wait_for(re.compile(r"waiting for execution ex-later\u2026"))
+    with CallbackClient(StigmerConfig(endpoint, api_key=CANARY, use_tls=False)) as client:
+        client.report_progress(
+            new_progress_event("ex-later", "workflow_started", "nightly", "running", "go", 1)
+        )
+        for event in _run_events("ex-later"):
+            client.report_progress(event)
+    assert tail.finish() == 0, tail.text()
+    assert "Summary: workflow nightly completed" in tail.text()
+
+
+def test_tail_says_cannot_reach_before_the_first_connection(procs: list[LineProcess]) -> None:
+    """A receiver that was never reached is reported as unreachable, not as lost."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    url = f"http://127.0.0.1:{port}"
+    tail = _cli(["tail", "--url", url, "--no-color"], _env(STIGMER_SERVICE_API_KEY=CANARY))
+    procs.append(tail)
+    tail.wait_for(re.compile(rf"cannot reach {re.escape(url)} .*retrying"))
+    tail.proc.send_signal(signal.SIGINT)
+    assert tail.finish() == 0
+    assert "lost the receiver" not in tail.text()
+
+
+def test_tail_no_follow_reports_an_unknown_execution(
+    tmp_path: Path, procs: list[LineProcess]
+) -> None:
+    """``--no-follow`` of an execution the receiver has no events of exits 1 saying so."""
+    _, url, _ = _serve(tmp_path / "events.db", procs)
+    tail = _cli(
+        ["tail", "nope", "--no-follow", "--url", url, "--no-color"],
+        _env(STIGMER_SERVICE_API_KEY=CANARY),
+    )
+    procs.append(tail)
+    assert tail.finish() == 1
+    assert f"no events of execution nope at {url}" in tail.text()

@@ -76,7 +76,7 @@ def test_tasks_appear_and_change_status_live_and_names_render_as_text(
             # Survives only if the page is never reloaded.
             page.evaluate("window.__marker = 'same page'")
 
-            tasks = page.locator('tr[data-testid="task"]')
+            tasks = page.locator('[data-testid="task-call"]')
             workflow_attributes = {
                 conv.WORKFLOW_EXECUTION_ID: "ex-page",
                 conv.WORKFLOW_NAME: "nightly",
@@ -97,10 +97,10 @@ def test_tasks_appear_and_change_status_live_and_names_render_as_text(
                     span.set_attribute(conv.ERROR_CODE, "DISK_FULL")
                     span.record_exception(OSError("no space left on device"))
                     span.set_status(Status(StatusCode.ERROR, "no space left on device"))
-                failed = page.locator('tr[data-testid="task"][data-task="load"]')
+                failed = page.locator('[data-testid="task-call"][data-task="load"]')
                 expect(failed).to_have_attribute("data-status", "failed", timeout=TIMEOUT_MS)
                 expect(failed).to_contain_text("DISK_FULL", timeout=TIMEOUT_MS)
-            execution = page.locator('li[data-testid="execution"][data-execution-id="ex-page"]')
+            execution = page.locator('[data-testid="run"][data-execution-id="ex-page"]')
             expect(execution.locator(".status")).to_have_attribute(
                 "data-status", "completed", timeout=TIMEOUT_MS
             )
@@ -108,8 +108,8 @@ def test_tasks_appear_and_change_status_live_and_names_render_as_text(
             assert page.evaluate("window.__marker") == "same page"
             # The hostile task name is shown as text: no script ran, no element was made.
             assert page.evaluate("window.__pwned") is None
-            assert tasks.first.locator("td").first.text_content() == EVIL
-            assert page.locator("#tasks script, #tasks b, #timeline script").count() == 0
+            assert tasks.first.locator(".label").text_content() == EVIL
+            assert page.locator("#groups script, #groups b, #log script, #runs b").count() == 0
             assert CANARY not in page.content()
         finally:
             browser.close()

@@ -125,9 +125,136 @@ def test_executions_summarise_each_run(store: EventStore) -> None:
         [_event("a", 3, "workflow_completed", task_name="", status="completed", timestamp_ms=30)]
     )
     assert store.executions() == [
-        ExecutionSummary("a", "wf", "completed", 3, 10, 30),
-        ExecutionSummary("b", "other", "", 1, 5, 5),
+        ExecutionSummary("a", "wf", "completed", 3, 10, 30, last_rowid=4),
+        ExecutionSummary("b", "other", "", 1, 5, 5, last_rowid=3),
     ]
+
+
+def _run(store: EventStore, execution_id: str, start_ms: int, status: str, name: str) -> None:
+    end_type = {"completed": "workflow_completed", "failed": "workflow_failed"}
+    events = [
+        _event(
+            execution_id,
+            1,
+            "workflow_started",
+            task_name="",
+            workflow_name=name,
+            timestamp_ms=start_ms,
+        )
+    ]
+    if status in end_type:
+        events.append(
+            _event(
+                execution_id,
+                2,
+                end_type[status],
+                task_name="",
+                status=status,
+                workflow_name=name,
+                timestamp_ms=start_ms + 5,
+            )
+        )
+    store.add(events)
+
+
+def test_executions_are_newest_first_filtered_searched_and_paged(store: EventStore) -> None:
+    """Runs list newest first; status, text search and a before-key narrow and page it."""
+    _run(store, "run-old", 100, "completed", "nightly")
+    _run(store, "run-mid", 200, "failed", "nightly")
+    _run(store, "run-new", 300, "running", "hourly_50%")
+    assert [s.execution_id for s in store.executions()] == ["run-new", "run-mid", "run-old"]
+    assert [s.execution_id for s in store.executions(status="failed")] == ["run-mid"]
+    assert [s.execution_id for s in store.executions(search="NIGHT")] == ["run-mid", "run-old"]
+    # LIKE wildcards in the search are taken literally.
+    assert [s.execution_id for s in store.executions(search="_50%")] == ["run-new"]
+    assert [s.execution_id for s in store.executions(search="y%5")] == []
+    first = store.executions(limit=2)
+    assert [s.execution_id for s in first] == ["run-new", "run-mid"]
+    key = store.page_key(first[-1].execution_id)
+    assert [s.execution_id for s in store.executions(limit=2, before=key)] == ["run-old"]
+    assert store.execution("run-mid") == store.executions(status="failed")[0]
+    assert store.execution("nope") is None
+
+
+def test_a_late_task_outcome_is_marked_and_never_reopens_the_workflow(store: EventStore) -> None:
+    """Task events arriving after the workflow's terminal event are stored as late; status stays."""
+    store.add([_event("a", 1, "workflow_started", task_name="", status="running")])
+    store.add(
+        [
+            _event("a", 2, "task_started"),
+            _event("a", 9, "workflow_failed", task_name="", status="failed"),
+        ]
+    )
+    store.add(
+        [
+            _event("a", 3, "task_failed", status="failed"),
+            _event("a", 4, "workflow_progress", task_name="", status="running"),
+        ]
+    )
+    page = store.page("a")
+    assert [(p.event.event_type, p.late) for p in page] == [
+        ("workflow_started", False),
+        ("task_started", False),
+        ("workflow_failed", False),
+        ("task_failed", True),
+        ("workflow_progress", False),
+    ]
+    summary = store.execution("a")
+    assert summary is not None
+    assert summary.status == "failed"
+    assert [s.execution_id for s in store.executions(status="failed")] == ["a"]
+
+
+def test_pages_of_one_run_follow_arrival_order(store: EventStore) -> None:
+    """A run is read page by page after the last arrival id, other runs skipped."""
+    store.add([_event("a", n) for n in range(1, 6)] + [_event("b", 1)] + [_event("a", 9)])
+    first = store.page("a", limit=4)
+    assert [p.event.sequence_number for p in first] == [1, 2, 3, 4]
+    rest = store.page("a", after_rowid=first[-1].rowid, limit=4)
+    assert [p.event.sequence_number for p in rest] == [5, 9]
+    assert [p.event.workflow_execution_id for p in store.stored_since(0, execution_id="b")] == ["b"]
+
+
+def test_a_file_of_an_older_version_gets_its_summaries_built(tmp_path: Path) -> None:
+    """Opening a file without the summary table builds it from the stored events once."""
+    path = tmp_path / "old.db"
+    conn = sqlite3.connect(path)
+    conn.executescript(
+        "CREATE TABLE events (id INTEGER PRIMARY KEY, event_id TEXT, execution_id TEXT NOT NULL,"
+        " sequence_number INTEGER NOT NULL, event_type TEXT NOT NULL, workflow_name TEXT NOT NULL,"
+        " task_name TEXT NOT NULL, status TEXT NOT NULL, timestamp_ms INTEGER NOT NULL,"
+        " payload BLOB NOT NULL);"
+    )
+    old = [
+        _event("a", 1, "workflow_started", task_name="", timestamp_ms=7),
+        _event("a", 2, "workflow_completed", task_name="", status="completed", timestamp_ms=9),
+    ]
+    conn.executemany(
+        "INSERT INTO events (event_id, execution_id, sequence_number, event_type, workflow_name,"
+        " task_name, status, timestamp_ms, payload) VALUES (?,?,?,?,?,?,?,?,?)",
+        [
+            (
+                e.event_id,
+                e.workflow_execution_id,
+                e.sequence_number,
+                e.event_type,
+                e.workflow_name,
+                e.task_name,
+                e.status,
+                e.timestamp_ms,
+                e.SerializeToString(),
+            )
+            for e in old
+        ],
+    )
+    conn.commit()
+    conn.close()
+    store = EventStore(path)
+    try:
+        assert store.executions() == [ExecutionSummary("a", "wf", "completed", 2, 7, 9, 2)]
+        assert store.add(old) == (0, 2)
+    finally:
+        store.close()
 
 
 def test_data_survives_reopening_the_file(tmp_path: Path) -> None:
@@ -223,3 +350,46 @@ def test_concurrent_writers_lose_nothing(store: EventStore) -> None:
         t.join(30.0)
     assert store.count() == 800
     assert [e.sequence_number for e in store.events("exec-3")] == list(range(100))
+
+
+def test_run_summaries_are_kept_on_insert_not_computed_from_the_events(tmp_path: Path) -> None:
+    """Listing runs reads the summary table: it still answers when the events are gone."""
+    store = EventStore(tmp_path / "events.db")
+    try:
+        store.add([_event("a", 1, "workflow_started", task_name=""), _event("a", 2)])
+        other = sqlite3.connect(tmp_path / "events.db")
+        other.execute("DELETE FROM events")
+        other.commit()
+        other.close()
+        assert [(s.execution_id, s.event_count) for s in store.executions()] == [("a", 2)]
+    finally:
+        store.close()
+
+
+def test_a_read_in_progress_does_not_hold_up_a_write(store: EventStore) -> None:
+    """A write completes while a read is stuck half-way (reads use their own connection)."""
+    store.add([_event("a", n) for n in range(1, 50)])
+    gate = threading.Event()
+    reading = threading.Event()
+
+    def wait_gate() -> bool:
+        reading.set()
+        return gate.wait(10)
+
+    def slow_read() -> None:
+        with store._reader() as conn:
+            conn.create_function("wait_gate", 0, wait_gate)
+            conn.execute("SELECT wait_gate() FROM events LIMIT 1").fetchall()
+
+    reader = threading.Thread(target=slow_read)
+    reader.start()
+    try:
+        assert reading.wait(10)
+        writer = threading.Thread(target=store.add, args=([_event("b", 1)],))
+        writer.start()
+        writer.join(10)
+        assert not writer.is_alive()
+        assert store.execution("b") is not None
+    finally:
+        gate.set()
+        reader.join(10)

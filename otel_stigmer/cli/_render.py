@@ -31,7 +31,8 @@ _MARKS = {
     "resumed": ">",
 }
 _BAR_WIDTH = 24
-#: Metadata key a workflow may report with its planned number of tasks (for the bar).
+#: Metadata key a workflow may report with its planned number of task calls (for the bar):
+#: ``@workflow(attributes={"stigmer.metadata.tasks_planned": 5})``.
 TASKS_PLANNED_KEY = "tasks_planned"
 
 
@@ -45,9 +46,19 @@ def use_color(stream: IO[str], *, disabled: bool = False) -> bool:
 
 @dataclass
 class TaskState:
-    """What is known of one task of an execution."""
+    """What is known of one task call of an execution (its attempts share one state).
+
+    Calls are told apart by ``task_instance_id``; events without one (older senders)
+    fall back to one call per task name.
+    """
 
     name: str
+    #: The task instance id (the task name for events without one).
+    call_id: str = ""
+    #: 1 for the first call of this task name in the execution, 2 for the next, ...
+    number: int = 1
+    #: An outcome of this call arrived after the workflow had ended.
+    late: bool = False
     status: str = ""
     attempt: int = 1
     started_ms: int | None = None
@@ -71,7 +82,31 @@ class ExecutionState:
     planned: int | None = None
     events: int = 0
     error: tuple[str, str] | None = None
+    #: Task calls by task instance id.
     tasks: dict[str, TaskState] = field(default_factory=dict)
+    #: Number of calls seen per task name.
+    calls_per_name: dict[str, int] = field(default_factory=dict)
+
+    def call(self, event: WorkflowProgressEvent) -> TaskState:
+        """Return the call ``event`` belongs to, created at its first event."""
+        call_id = event.task_instance_id or event.task_name
+        task = self.tasks.get(call_id)
+        if task is None:
+            number = self.calls_per_name.get(event.task_name, 0) + 1
+            self.calls_per_name[event.task_name] = number
+            task = self.tasks[call_id] = TaskState(event.task_name, call_id, number)
+        return task
+
+    def label(self, task: TaskState) -> str:
+        """Return the task's name, with its call number when the task was called more than once."""
+        if self.calls_per_name.get(task.name, 1) > 1:
+            return f"{task.name}#{task.number}"
+        return task.name
+
+    def counts(self) -> tuple[int, int]:
+        """Return ``(finished, known)`` task calls; known includes the declared plan."""
+        done = sum(1 for t in self.tasks.values() if t.ended_ms is not None)
+        return done, max(self.planned or 0, len(self.tasks))
 
     @property
     def finished(self) -> bool:
@@ -84,8 +119,7 @@ class ExecutionState:
             return 100
         if self.progress is not None:
             return self.progress
-        done = sum(1 for t in self.tasks.values() if t.ended_ms is not None)
-        total = max(self.planned or 0, len(self.tasks))
+        done, total = self.counts()
         return 100 * done // total if total else 0
 
 
@@ -121,8 +155,13 @@ class ProgressView:
             state = self.executions[execution_id] = ExecutionState(execution_id)
         return state
 
-    def feed(self, event: WorkflowProgressEvent) -> list[str]:
-        """Update the state with ``event`` and return the lines that show it."""
+    def feed(self, event: WorkflowProgressEvent, *, late: bool = False) -> list[str]:
+        """Update the state with ``event`` and return the lines that show it.
+
+        Args:
+            event: The next event.
+            late: The receiver marked it as arrived after its workflow's terminal event.
+        """
         state = self.state(event.workflow_execution_id)
         state.events += 1
         if event.workflow_name:
@@ -131,19 +170,25 @@ class ProgressView:
         if planned.isdigit():
             state.planned = int(planned)
         if event.task_name:
-            return [self._task_line(state, event)]
+            line = self._task_line(state, event)
+            if late or (state.finished and event.event_type in TERMINAL_EVENT_TYPES):
+                state.call(event).late = True
+                line += "  " + self._paint("(late: arrived after the workflow ended)", "dim")
+            return [line]
         return [self._workflow_line(state, event)]
 
     def _workflow_line(self, state: ExecutionState, event: WorkflowProgressEvent) -> str:
         verb = _verb(event.event_type)
         if event.event_type == "workflow_started":
             state.started_ms = event.timestamp_ms
+        terminal = event.event_type in TERMINAL_EVENT_TYPES
         if event.event_type == "workflow_progress":
             state.progress = event.task_progress
-        elif event.status:
+        elif event.status and (terminal or not state.finished):
+            # Once ended, only another terminal event changes the outcome: never reopened.
             state.status = event.status
         detail = ""
-        if event.event_type in TERMINAL_EVENT_TYPES:
+        if terminal:
             state.ended_ms = event.timestamp_ms
             detail = f"in {_seconds(state.started_ms, state.ended_ms)}"
         if event.HasField("error") and event.error.code:
@@ -156,9 +201,7 @@ class ProgressView:
         return f"{self._paint(head, style)}  {verb}  {detail}  [{state.execution_id}]".rstrip()
 
     def _task_line(self, state: ExecutionState, event: WorkflowProgressEvent) -> str:
-        task = state.tasks.get(event.task_name)
-        if task is None:
-            task = state.tasks[event.task_name] = TaskState(event.task_name)
+        task = state.call(event)
         verb = _verb(event.event_type)
         if event.attempt:
             task.attempt = event.attempt
@@ -189,7 +232,7 @@ class ProgressView:
         style = verb if verb in _COLORS else ("running" if verb == "started" else "dim")
         mark = self._paint(_MARKS.get(verb, "*"), style)
         status = self._paint(f"{verb:<10}", style)
-        return f"  {mark} {event.task_name:<24} {status} {attempt:<10} {detail}".rstrip()
+        return f"  {mark} {state.label(task):<24} {status} {attempt:<10} {detail}".rstrip()
 
     def bar(self, execution_id: str) -> str:
         """Return the progress bar line of one execution."""
@@ -197,12 +240,11 @@ class ProgressView:
         percent = state.percent()
         filled = _BAR_WIDTH * percent // 100
         bar = "#" * filled + "." * (_BAR_WIDTH - filled)
-        done = sum(1 for t in state.tasks.values() if t.ended_ms is not None)
-        total = max(state.planned or 0, len(state.tasks))
+        done, total = state.counts()
         status = state.status or "pending"
         painted = self._paint(status, status if status in _COLORS else "dim")
         name = state.workflow_name or state.execution_id
-        return f"[{bar}] {percent:>3}%  {done}/{total} tasks  {name}  {painted}"
+        return f"[{bar}] {percent:>3}%  {done}/{total} task calls  {name}  {painted}"
 
     def summary(self, execution_id: str) -> list[str]:
         """Return the closing summary of one execution: outcome, tasks, retries and failures."""
@@ -220,7 +262,9 @@ class ProgressView:
         for task in tasks:
             counts[task.status or "unknown"] = counts.get(task.status or "unknown", 0) + 1
         breakdown = ", ".join(f"{n} {s}" for s, n in sorted(counts.items()))
-        lines.append(f"  tasks:   {len(tasks)}" + (f" ({breakdown})" if breakdown else ""))
+        names = len(state.calls_per_name)
+        of = f" calls of {names} tasks" if len(tasks) != names else ""
+        lines.append(f"  tasks:   {len(tasks)}{of}" + (f" ({breakdown})" if breakdown else ""))
         for task in tasks:
             for attempt, code, message in task.retries:
                 then = (
@@ -229,14 +273,20 @@ class ProgressView:
                     else f"then {task.status or 'unknown'}"
                 )
                 lines.append(
-                    f"  retried: {task.name}: attempt {attempt} failed with {code}: {message}; "
-                    + then
+                    f"  retried: {state.label(task)}: attempt {attempt} failed with {code}: "
+                    f"{message}; " + then
                 )
         for task in tasks:
             if task.status == "failed" and task.error is not None:
                 handled = " (handled: the workflow went on)" if outcome == "completed" else ""
                 code, message = task.error
-                lines.append(f"  failed:  {task.name}: {code}: {message}{handled}")
+                lines.append(f"  failed:  {state.label(task)}: {code}: {message}{handled}")
+        for task in tasks:
+            if task.late:
+                lines.append(
+                    f"  late:    {state.label(task)}: {task.status or 'unknown'} "
+                    "(reported after the workflow ended)"
+                )
         if state.error is not None:
             lines.append(f"  error:   {state.error[0]}: {state.error[1]}")
         return lines

@@ -2,8 +2,9 @@
 
 Starts the reference receiver (SQLite in a temporary or given directory) and its live
 page, runs :mod:`otel_stigmer.demo.workflow` in a child process that reports to it,
-shows the progress in the terminal as it is stored, and ends with a summary. Needs no
-network beyond loopback and no environment variable.
+shows the progress in the terminal as it is stored, and ends with a summary. The page
+stays up until Ctrl-C (``--exit`` stops at once). Needs no network beyond loopback and
+no environment variable.
 """
 
 from __future__ import annotations
@@ -61,10 +62,18 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--http-port", type=int, default=0, help="live page port (default: any free one)"
     )
-    parser.add_argument(
+    keep = parser.add_mutually_exclusive_group()
+    keep.add_argument(
         "--keep",
         action="store_true",
-        help="keep the receiver and the live page up after the run, until Ctrl-C",
+        default=True,
+        help="keep the receiver and the live page up after the run, until Ctrl-C (default)",
+    )
+    keep.add_argument(
+        "--exit",
+        dest="keep",
+        action="store_false",
+        help="stop the receiver and the live page as soon as the run is summarised",
     )
     parser.add_argument("--no-color", action="store_true", help="plain output, no ANSI colors")
     parser.add_argument(
@@ -125,11 +134,10 @@ def _follow(
     exited_at: float | None = None
     last = 0
     while True:
-        for rowid, event in store.events_since(last):
-            last = rowid
-            if event.workflow_execution_id == execution_id:
-                terminal.print(view.feed(event))
-                terminal.status(view.bar(execution_id))
+        for stored in store.stored_since(last, execution_id=execution_id):
+            last = stored.rowid
+            terminal.print(view.feed(stored.event, late=stored.late))
+            terminal.status(view.bar(execution_id))
         state = view.state(execution_id)
         now = time.monotonic()
         if child.poll() is not None:
@@ -142,8 +150,18 @@ def _follow(
         store.wait_for_change(last, 0.2)
 
 
-def _wait_for_signal() -> None:
+def _offer_login_links(http: LiveHttpServer, out: IO[str], stopping: threading.Event) -> None:
+    """Print a fresh one-time login link for every line typed on stdin, until EOF or stop."""
+    for _line in sys.stdin:
+        if stopping.is_set():
+            return
+        print(f"  log in:  {http.login_url()}  (one-time link)", file=out, flush=True)
+
+
+def _wait_for_signal(http: LiveHttpServer, out: IO[str]) -> None:
     stopping = threading.Event()
+    if sys.stdin is not None:
+        threading.Thread(target=_offer_login_links, args=(http, out, stopping), daemon=True).start()
 
     def _on_signal(signum: int, frame: FrameType | None) -> None:
         stopping.set()
@@ -264,7 +282,12 @@ def _run(
             file=out,
         )
         print(f"  log in:  {http.login_url()}  (one-time link)", file=out)
+        print(
+            "  to log in again (another browser, or after logging out): press Enter here for "
+            "a new one-time link; a browser stays logged in for 12 hours",
+            file=out,
+        )
         print("Press Ctrl-C to stop.", file=out, flush=True)
-        _wait_for_signal()
+        _wait_for_signal(http, out)
     out.flush()
     return 0 if ok else 1

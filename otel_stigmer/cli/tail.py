@@ -33,7 +33,7 @@ from otel_stigmer.config import (
 )
 from otel_stigmer.events import WorkflowProgressEvent
 from otel_stigmer.exceptions import ConfigError
-from otel_stigmer.server.json_view import event_from_json
+from otel_stigmer.server.json_view import event_from_json, is_late
 
 __all__ = ["build_parser", "tail_main"]
 
@@ -222,26 +222,45 @@ def _sse(response: HTTPResponse) -> Iterator[tuple[int, str]]:
             event_id = int(text) if text.isdigit() else event_id
 
 
-def _print(view: ProgressView, terminal: Terminal, event: WorkflowProgressEvent) -> None:
-    terminal.print(view.feed(event))
+def _print(
+    view: ProgressView, terminal: Terminal, item: dict[str, object]
+) -> WorkflowProgressEvent:
+    event = event_from_json(item)
+    terminal.print(view.feed(event, late=is_late(item)))
     terminal.status(view.bar(event.workflow_execution_id))
+    return event
 
 
-def _stored(client: _Client, execution_id: str | None) -> list[WorkflowProgressEvent]:
+def _quoted(execution_id: str) -> str:
+    return urllib.parse.quote(execution_id, safe="")
+
+
+def _stored(client: _Client, execution_id: str | None) -> list[dict[str, object]]:
+    """Return stored events as JSON: one execution's, or all executions' (oldest run first)."""
     if execution_id is not None:
-        path = f"/api/executions/{urllib.parse.quote(execution_id, safe='')}/events"
         try:
-            items = client.get_json(path)
+            items = client.get_json(f"/api/executions/{_quoted(execution_id)}/events")
         except urllib.error.HTTPError as exc:
             if exc.code == 404:
                 return []
             raise
-        return [event_from_json(item) for item in items] if isinstance(items, list) else []
-    events: list[WorkflowProgressEvent] = []
+        return [item for item in items if isinstance(item, dict)] if isinstance(items, list) else []
+    events: list[dict[str, object]] = []
     executions = client.get_json("/api/executions")
-    for summary in executions if isinstance(executions, list) else []:
+    for summary in reversed(executions) if isinstance(executions, list) else []:
         events.extend(_stored(client, str(summary["execution_id"])))
     return events
+
+
+def _known(client: _Client, execution_id: str) -> bool:
+    """Return whether the receiver stored anything of ``execution_id`` yet."""
+    try:
+        client.get_json(f"/api/executions/{_quoted(execution_id)}")
+    except urllib.error.HTTPError as exc:
+        if exc.code == 404:
+            return False
+        raise
+    return True
 
 
 def _exit_status(view: ProgressView, execution_id: str) -> int:
@@ -250,6 +269,7 @@ def _exit_status(view: ProgressView, execution_id: str) -> int:
 
 def _follow(
     client: _Client,
+    url: str,
     execution_id: str | None,
     view: ProgressView,
     terminal: Terminal,
@@ -257,27 +277,30 @@ def _follow(
     stop: threading.Event,
 ) -> int:
     path = (
-        "/api/stream"
-        if execution_id is None
-        else f"/api/executions/{urllib.parse.quote(execution_id, safe='')}/stream"
+        "/api/stream" if execution_id is None else f"/api/executions/{_quoted(execution_id)}/stream"
     )
     last = 0
     complained = False
+    connected = False
     while not stop.is_set():
         try:
+            if execution_id is not None and not last and not _known(client, execution_id):
+                print(f"{_PROG}: waiting for execution {execution_id}\u2026", file=err, flush=True)
             with client.open(path, last) as response:
-                complained = False
+                connected, complained = True, False
                 for event_id, data in _sse(response):
                     last = max(last, event_id)
-                    event = event_from_json(json.loads(data))
-                    _print(view, terminal, event)
+                    _print(view, terminal, json.loads(data))
                     if execution_id is not None and view.state(execution_id).finished:
                         return _exit_status(view, execution_id)
         except (OSError, urllib.error.URLError, ValueError) as exc:
             if not complained:
                 reason = getattr(exc, "reason", None) or exc
                 terminal.print([])
-                print(f"{_PROG}: lost the receiver ({reason}); reconnecting", file=err)
+                if connected:
+                    print(f"{_PROG}: lost the receiver ({reason}); reconnecting", file=err)
+                else:
+                    print(f"{_PROG}: cannot reach {url} ({reason}); retrying", file=err)
                 complained = True
         stop.wait(_RECONNECT_DELAY)
     return 0
@@ -304,12 +327,19 @@ def tail_main(argv: list[str] | None = None, stdout: IO[str] | None = None) -> i
     terminal = Terminal(out, live=color)
     try:
         if args.no_follow:
-            for event in _stored(client, args.execution_id):
-                terminal.print(view.feed(event))
+            stored = _stored(client, args.execution_id)
+            for item in stored:
+                terminal.print(view.feed(event_from_json(item), late=is_late(item)))
             status = 0
+            if args.execution_id is not None and not stored:
+                print(
+                    f"{_PROG}: no events of execution {args.execution_id} at {args.url}",
+                    file=sys.stderr,
+                )
+                return 1
         else:
             status = _follow(
-                client, args.execution_id, view, terminal, sys.stderr, threading.Event()
+                client, args.url, args.execution_id, view, terminal, sys.stderr, threading.Event()
             )
     except _AuthError:
         print(

@@ -5,8 +5,16 @@ the session cookie set by logging in):
 
 - ``GET /``: the live page (a login form when not logged in);
 - ``POST /login`` (form field ``key``), ``GET /login?token=<one-time token>``, ``POST /logout``;
-- ``GET /api/executions``: execution summaries, in order of first arrival;
-- ``GET /api/executions/{id}/events``: one execution's events, in sequence order;
+- ``GET /api/executions``: execution summaries, newest first; ``?limit=`` (default and
+  maximum 500), ``?status=`` (``running``, ``completed``, ``failed``, ``cancelled``,
+  ``paused``, or ``none`` for runs whose workflow reported no status yet), ``?q=`` (text
+  in the id or workflow name) and ``?before=<execution id>`` (the next page after that
+  run). The ``X-Last-Event-Id`` header holds the newest arrival id, to start a stream at;
+- ``GET /api/executions/{id}``: one execution's summary;
+- ``GET /api/executions/{id}/events``: one execution's events, in sequence order; with
+  ``?after=<arrival id>`` and/or ``?limit=`` (maximum 5000) a page in arrival order instead,
+  with ``?last=N`` its newest N events; ``&format=rows`` answers compact rows (see
+  :func:`~otel_stigmer.server.json_view.event_to_row`; pages of up to 20,000);
 - ``GET /api/executions/{id}/stream`` and ``GET /api/stream`` (all executions): SSE, one
   ``data:`` JSON event per message with the store's arrival id as ``id:``, resumable with
   ``Last-Event-ID`` (or ``?after=<id>``), keep-alive comments in between.
@@ -24,10 +32,10 @@ import secrets
 import socket
 import ssl
 import threading
+import time
 import urllib.parse
 from collections.abc import Callable
 from http import HTTPStatus
-from http.cookies import CookieError, SimpleCookie
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from importlib import resources
 from types import TracebackType
@@ -38,9 +46,9 @@ from otel_stigmer.server import status_api
 from otel_stigmer.server.app import format_endpoint
 from otel_stigmer.server.auth import BearerKeyAuth
 from otel_stigmer.server.connections import ClosesConnectionsMixin
-from otel_stigmer.server.json_view import event_to_json, execution_to_json
+from otel_stigmer.server.json_view import event_to_json, event_to_row, execution_to_json
 from otel_stigmer.server.sessions import SessionStore
-from otel_stigmer.server.store import EventStore, StoreClosedError
+from otel_stigmer.server.store import EventStore, StoreClosedError, StoredEvent
 
 __all__ = ["SESSION_COOKIE", "LiveHttpServer"]
 
@@ -52,6 +60,18 @@ SESSION_COOKIE = "stigmer_session"
 _WILDCARDS = {"0.0.0.0": "127.0.0.1", "::": "::1", "": "127.0.0.1"}  # noqa: S104 - mapping only
 _MAX_FORM_BYTES = 4096
 _STREAM_BATCH = 500
+_LIST_LIMIT = 500
+_PAGE_LIMIT = 5000
+_ROWS_PAGE_LIMIT = 20000
+_STATUS_FILTERS = {
+    "running": "running",
+    "completed": "completed",
+    "failed": "failed",
+    "cancelled": "cancelled",
+    "paused": "paused",
+    "pending": "pending",
+    "none": "",
+}
 _WAIT_SLICE = 0.5
 _HTML_CSP = (
     "default-src 'none'; script-src 'nonce-{nonce}'; style-src 'nonce-{nonce}'; "
@@ -257,7 +277,7 @@ class _Handler(BaseHTTPRequestHandler):
         route: dict[str, Callable[[], None]] = {
             "/": self._page,
             "/index.html": self._page,
-            "/api/executions": self._executions,
+            "/api/executions": lambda: self._executions(query),
             "/api/stream": lambda: self._stream(None, query),
         }
         handler = route.get(path)
@@ -269,10 +289,13 @@ class _Handler(BaseHTTPRequestHandler):
             self._json(*status_answer)
             return
         parts = path.split("/")
+        if len(parts) == 4 and parts[:3] == ["", "api", "executions"] and parts[3]:
+            self._execution(urllib.parse.unquote(parts[3]))
+            return
         if len(parts) == 5 and parts[:3] == ["", "api", "executions"] and parts[3]:
             execution_id = urllib.parse.unquote(parts[3])
             if parts[4] == "events":
-                self._events(execution_id)
+                self._events(execution_id, query)
                 return
             if parts[4] == "stream":
                 self._stream(execution_id, query)
@@ -296,16 +319,14 @@ class _Handler(BaseHTTPRequestHandler):
     # -- authentication ------------------------------------------------------------
 
     def _cookie(self) -> str | None:
-        raw = self.headers.get("Cookie")
-        if not raw:
-            return None
-        cookie: SimpleCookie = SimpleCookie()
-        try:
-            cookie.load(raw)
-        except CookieError:
-            return None
-        morsel = cookie.get(SESSION_COOKIE)
-        return morsel.value if morsel is not None else None
+        # Read our cookie alone: a cookie of another app on this host that the strict
+        # parser of http.cookies refuses must not hide it (that looped back to the login).
+        for header in self.headers.get_all("Cookie") or []:
+            for pair in header.split(";"):
+                name, sep, value = pair.strip().partition("=")
+                if sep and name == SESSION_COOKIE:
+                    return value.strip().strip('"')
+        return None
 
     def _authenticated(self) -> bool:
         header = self.headers.get("Authorization")
@@ -398,10 +419,14 @@ class _Handler(BaseHTTPRequestHandler):
     def _page(self) -> None:
         self._html(HTTPStatus.OK, _static("index.html"))
 
-    def _json(self, status: HTTPStatus, payload: object) -> None:
+    def _json(
+        self, status: HTTPStatus, payload: object, headers: dict[str, str] | None = None
+    ) -> None:
         body = json.dumps(payload, separators=(",", ":")).encode("utf-8")
         self.send_response(status)
         self._common_headers()
+        for name, value in (headers or {}).items():
+            self.send_header(name, value)
         self.send_header("Content-Type", "application/json; charset=utf-8")
         if status == HTTPStatus.UNAUTHORIZED:
             self.send_header("WWW-Authenticate", 'Bearer realm="otel-stigmer"')
@@ -412,24 +437,91 @@ class _Handler(BaseHTTPRequestHandler):
     def _json_error(self, status: HTTPStatus, message: str) -> None:
         self._json(status, {"error": message})
 
-    def _executions(self) -> None:
+    def _executions(self, query: dict[str, list[str]]) -> None:
+        limit = _int_param(query, "limit", _LIST_LIMIT)
+        status_name = query.get("status", [""])[0]
+        if limit is None or (status_name and status_name not in _STATUS_FILTERS):
+            self._json_error(
+                HTTPStatus.BAD_REQUEST,
+                "limit must be a positive number; status one of " + ", ".join(_STATUS_FILTERS),
+            )
+            return
+        store = self.app.store
         try:
-            summaries = self.app.store.executions()
+            newest = store.last_rowid
+            before_id = query.get("before", [""])[0]
+            before = store.page_key(before_id) if before_id else None
+            summaries = store.executions(
+                limit=min(limit, _LIST_LIMIT),
+                status=_STATUS_FILTERS[status_name] if status_name else None,
+                search=query.get("q", [""])[0].strip(),
+                before=before,
+            )
         except StoreClosedError:
             self._json_error(HTTPStatus.SERVICE_UNAVAILABLE, "receiver is shutting down")
             return
-        self._json(HTTPStatus.OK, [execution_to_json(s) for s in summaries])
+        self._json(
+            HTTPStatus.OK,
+            [execution_to_json(s) for s in summaries],
+            {"X-Last-Event-Id": str(newest)},
+        )
 
-    def _events(self, execution_id: str) -> None:
+    def _execution(self, execution_id: str) -> None:
         try:
-            events = self.app.store.events(execution_id)
+            summary = self.app.store.execution(execution_id)
         except StoreClosedError:
             self._json_error(HTTPStatus.SERVICE_UNAVAILABLE, "receiver is shutting down")
             return
-        if not events:
+        if summary is None:
             self._json_error(HTTPStatus.NOT_FOUND, "no events for this execution")
             return
-        self._json(HTTPStatus.OK, [event_to_json(e) for e in events])
+        self._json(HTTPStatus.OK, execution_to_json(summary))
+
+    def _events(self, execution_id: str, query: dict[str, list[str]]) -> None:
+        paged = "after" in query or "limit" in query or "last" in query
+        after = _int_param(query, "after", 0, minimum=0)
+        limit = _int_param(query, "limit", _PAGE_LIMIT)
+        last = _int_param(query, "last", 0, minimum=0)
+        rows = query.get("format", [""])[0] == "rows"
+        if after is None or limit is None or last is None:
+            self._json_error(HTTPStatus.BAD_REQUEST, "after, limit and last must be numbers")
+            return
+        store = self.app.store
+        try:
+            if last:
+                stored = store.latest(execution_id, min(last, _PAGE_LIMIT))
+            elif paged:
+                cap = _ROWS_PAGE_LIMIT if rows else _PAGE_LIMIT
+                stored = store.page(execution_id, after_rowid=after, limit=min(limit, cap))
+            else:
+                stored = []
+                while page := store.page(execution_id, after_rowid=after, limit=_PAGE_LIMIT):
+                    stored += page
+                    after = page[-1].rowid
+                stored.sort(key=lambda s: (s.event.sequence_number, s.rowid))
+        except StoreClosedError:
+            self._json_error(HTTPStatus.SERVICE_UNAVAILABLE, "receiver is shutting down")
+            return
+        if not stored and not (paged and store.execution(execution_id) is not None):
+            self._json_error(HTTPStatus.NOT_FOUND, "no events for this execution")
+            return
+        if rows:
+            self._json_parts(
+                HTTPStatus.OK, [event_to_row(s.event, s.rowid, s.late) for s in stored]
+            )
+        else:
+            self._json_parts(HTTPStatus.OK, [_event_json(s) for s in stored])
+
+    def _json_parts(self, status: HTTPStatus, items: list[Any]) -> None:
+        """Send a JSON list encoded item by item (no long hold of the GIL on big pages)."""
+        dumps = json.JSONEncoder(separators=(",", ":")).encode
+        body = ("[" + ",".join(dumps(item) for item in items) + "]").encode("utf-8")
+        self.send_response(status)
+        self._common_headers()
+        self.send_header("Content-Type", "application/json; charset=utf-8")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
 
     def _stream(self, execution_id: str | None, query: dict[str, list[str]]) -> None:
         resume = self.headers.get("Last-Event-ID") or query.get("after", ["0"])[0]
@@ -454,27 +546,45 @@ class _Handler(BaseHTTPRequestHandler):
         app = self.app
         store = app.store
         self._send("retry: 1000\n\n")
-        idle = 0.0
+        quiet_since = time.monotonic()
+        seen = last
         while not app.stopping.is_set():
-            batch = store.events_since(last, limit=_STREAM_BATCH)
-            chunks = []
-            for rowid, event in batch:
-                last = rowid
-                if execution_id is not None and event.workflow_execution_id != execution_id:
-                    continue
-                data = json.dumps(event_to_json(event, rowid), separators=(",", ":"))
-                chunks.append(f"id: {rowid}\ndata: {data}\n\n")
-            if chunks:
-                self._send("".join(chunks))
-                idle = 0.0
+            batch = store.stored_since(last, limit=_STREAM_BATCH, execution_id=execution_id)
+            if batch:
+                last = seen = max(seen, batch[-1].rowid)
+                self._send("".join(_sse_message(s) for s in batch))
+                quiet_since = time.monotonic()
             if len(batch) == _STREAM_BATCH:
                 continue
-            if store.wait_for_change(last, _WAIT_SLICE) <= last:
-                idle += _WAIT_SLICE
-                if idle >= app.keepalive:
-                    self._send(": keep-alive\n\n")
-                    idle = 0.0
+            # Other executions' events wake us too; the next query skips them by index.
+            seen = max(seen, store.wait_for_change(seen, _WAIT_SLICE))
+            if time.monotonic() - quiet_since >= app.keepalive:
+                self._send(": keep-alive\n\n")
+                quiet_since = time.monotonic()
 
     def _send(self, text: str) -> None:
         self.wfile.write(text.encode("utf-8"))
         self.wfile.flush()
+
+
+def _event_json(stored: StoredEvent) -> dict[str, Any]:
+    return event_to_json(stored.event, stored.rowid, late=stored.late)
+
+
+def _sse_message(stored: StoredEvent) -> str:
+    data = json.dumps(_event_json(stored), separators=(",", ":"))
+    return f"id: {stored.rowid}\ndata: {data}\n\n"
+
+
+def _int_param(
+    query: dict[str, list[str]], name: str, default: int, *, minimum: int = 1
+) -> int | None:
+    """Return a numeric query parameter, ``default`` when absent, None when not valid."""
+    values = query.get(name)
+    if not values:
+        return default
+    try:
+        value = int(values[0])
+    except ValueError:
+        return None
+    return value if value >= minimum else None

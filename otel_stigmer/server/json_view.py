@@ -7,15 +7,25 @@ from typing import Any
 from otel_stigmer.events import WorkflowProgressEvent
 from otel_stigmer.server.store import ExecutionSummary
 
-__all__ = ["event_from_json", "event_to_json", "execution_to_json"]
+__all__ = [
+    "ROW_COLUMNS",
+    "event_from_json",
+    "event_to_json",
+    "event_to_row",
+    "execution_to_json",
+    "is_late",
+]
 
 
-def event_to_json(event: WorkflowProgressEvent, rowid: int | None = None) -> dict[str, Any]:
+def event_to_json(
+    event: WorkflowProgressEvent, rowid: int | None = None, *, late: bool = False
+) -> dict[str, Any]:
     """Return one event as a JSON-ready dict (``error`` is None when the event has none).
 
     Args:
         event: The stored event.
         rowid: Its arrival id in the store, the ``id`` of an SSE message; None when unknown.
+        late: A task event that arrived after its workflow's terminal event.
     """
     error: dict[str, str] | None = None
     if event.HasField("error"):
@@ -31,6 +41,7 @@ def event_to_json(event: WorkflowProgressEvent, rowid: int | None = None) -> dic
         "event_type": event.event_type,
         "workflow_name": event.workflow_name,
         "task_name": event.task_name,
+        "task_instance_id": event.task_instance_id,
         "status": event.status,
         "message": event.message,
         "timestamp_ms": event.timestamp_ms,
@@ -42,6 +53,7 @@ def event_to_json(event: WorkflowProgressEvent, rowid: int | None = None) -> dic
         "parent_span_id": event.parent_span_id,
         "metadata": dict(event.metadata),
         "error": error,
+        "late": late,
     }
 
 
@@ -52,6 +64,7 @@ def event_from_json(data: dict[str, Any]) -> WorkflowProgressEvent:
         event_type=str(data.get("event_type", "")),
         workflow_name=str(data.get("workflow_name", "")),
         task_name=str(data.get("task_name", "")),
+        task_instance_id=str(data.get("task_instance_id", "")),
         status=str(data.get("status", "")),
         message=str(data.get("message", "")),
         timestamp_ms=int(data.get("timestamp_ms") or 0),
@@ -83,4 +96,61 @@ def execution_to_json(summary: ExecutionSummary) -> dict[str, Any]:
         "event_count": summary.event_count,
         "first_timestamp_ms": summary.first_timestamp_ms,
         "last_timestamp_ms": summary.last_timestamp_ms,
+        "last_rowid": summary.last_rowid,
     }
+
+
+def is_late(data: dict[str, Any]) -> bool:
+    """Return whether a JSON event is marked late (arrived after its workflow ended)."""
+    return data.get("late") is True
+
+
+#: The columns of :func:`event_to_row`, in order.
+ROW_COLUMNS = (
+    "rowid",
+    "event_type",
+    "status",
+    "task_name",
+    "task_instance_id",
+    "attempt",
+    "timestamp_ms",
+    "sequence_number",
+    "task_progress",
+    "message",
+    "late",
+    "error",
+    "workflow",
+)
+
+
+def event_to_row(event: WorkflowProgressEvent, rowid: int, late: bool) -> list[Any]:
+    """Return one event as a compact row (:data:`ROW_COLUMNS`) for loading big runs.
+
+    ``error`` is ``[code, message]`` or None (no stack trace); ``workflow`` is None for
+    task events and ``{"workflow_name", "trace_id", "metadata"}`` for workflow events.
+    """
+    error = [event.error.code, event.error.message] if event.HasField("error") else None
+    workflow = (
+        None
+        if event.task_name
+        else {
+            "workflow_name": event.workflow_name,
+            "trace_id": event.trace_id,
+            "metadata": dict(event.metadata),
+        }
+    )
+    return [
+        rowid,
+        event.event_type,
+        event.status,
+        event.task_name,
+        event.task_instance_id,
+        event.attempt,
+        event.timestamp_ms,
+        event.sequence_number,
+        event.task_progress,
+        event.message,
+        late,
+        error,
+        workflow,
+    ]
