@@ -13,7 +13,7 @@ import ipaddress
 import math
 import os
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
 from otel_stigmer.exceptions import ConfigError
@@ -34,8 +34,8 @@ __all__ = [
     "ENV_SPOOL_PATH",
     "ENV_TIMEOUT",
     "ENV_USE_TLS",
-    "PROXY_VARIABLES",
     "PROTOCOLS",
+    "PROXY_VARIABLES",
     "StigmerConfig",
     "check_grpc_tracing",
     "is_loopback_host",
@@ -343,6 +343,28 @@ def _parse_float(variable: str, text: str) -> float:
         ) from None
 
 
+def _text(_variable: str, value: str) -> str:
+    return value.strip()
+
+
+def _lower_text(_variable: str, value: str) -> str:
+    return value.strip().lower()
+
+
+#: Optional variables read by :meth:`StigmerConfig.from_env`: variable, field, parser.
+_OPTIONAL_VARIABLES: tuple[tuple[str, str, Callable[[str, str], object]], ...] = (
+    (ENV_USE_TLS, "use_tls", parse_bool),
+    (ENV_ALLOW_INSECURE, "allow_insecure", parse_bool),
+    (ENV_ALLOW_PROXY, "allow_proxy", parse_bool),
+    (ENV_CA_FILE, "ca_file", _text),
+    (ENV_TIMEOUT, "timeout", _parse_float),
+    (ENV_SPOOL_PATH, "spool_path", _text),
+    (ENV_MAX_QUEUE_SIZE, "max_queue_size", _parse_int),
+    (ENV_MAX_BATCH_SIZE, "max_batch_size", _parse_int),
+    (ENV_PROTOCOL, "protocol", _lower_text),
+)
+
+
 def _get(environ: Mapping[str, str], *names: str) -> tuple[str, str] | None:
     """Return (name, value) of the first variable set to a non-blank value."""
     for name in names:
@@ -503,24 +525,9 @@ class StigmerConfig:
         values: dict[str, object] = {"endpoint": endpoint.strip(), "api_key": api_key}
         if key_file is not None:
             values["api_key_file"] = key_file[1].strip()
-        if (item := _get(env, ENV_USE_TLS)) is not None:
-            values["use_tls"] = parse_bool(*item)
-        if (item := _get(env, ENV_ALLOW_INSECURE)) is not None:
-            values["allow_insecure"] = parse_bool(*item)
-        if (item := _get(env, ENV_ALLOW_PROXY)) is not None:
-            values["allow_proxy"] = parse_bool(*item)
-        if (item := _get(env, ENV_CA_FILE)) is not None:
-            values["ca_file"] = item[1].strip()
-        if (item := _get(env, ENV_TIMEOUT)) is not None:
-            values["timeout"] = _parse_float(*item)
-        if (item := _get(env, ENV_SPOOL_PATH)) is not None:
-            values["spool_path"] = item[1].strip()
-        if (item := _get(env, ENV_MAX_QUEUE_SIZE)) is not None:
-            values["max_queue_size"] = _parse_int(*item)
-        if (item := _get(env, ENV_MAX_BATCH_SIZE)) is not None:
-            values["max_batch_size"] = _parse_int(*item)
-        if (item := _get(env, ENV_PROTOCOL)) is not None:
-            values["protocol"] = item[1].strip().lower()
+        for variable, name, parse in _OPTIONAL_VARIABLES:
+            if (item := _get(env, variable)) is not None:
+                values[name] = parse(*item)
         return cls(**values)  # type: ignore[arg-type]
 
     @property

@@ -280,7 +280,7 @@ class _Handler(BaseHTTPRequestHandler):
             "/api/executions": lambda: self._executions(query),
             "/api/stream": lambda: self._stream(None, query),
         }
-        handler = route.get(path)
+        handler = route.get(path) or self._execution_route(path, query)
         if handler is not None:
             handler()
             return
@@ -288,19 +288,21 @@ class _Handler(BaseHTTPRequestHandler):
         if status_answer is not None:
             self._json(*status_answer)
             return
-        parts = path.split("/")
-        if len(parts) == 4 and parts[:3] == ["", "api", "executions"] and parts[3]:
-            self._execution(urllib.parse.unquote(parts[3]))
-            return
-        if len(parts) == 5 and parts[:3] == ["", "api", "executions"] and parts[3]:
-            execution_id = urllib.parse.unquote(parts[3])
-            if parts[4] == "events":
-                self._events(execution_id, query)
-                return
-            if parts[4] == "stream":
-                self._stream(execution_id, query)
-                return
         self._json_error(HTTPStatus.NOT_FOUND, "no such resource")
+
+    def _execution_route(self, path: str, query: dict[str, list[str]]) -> Callable[[], None] | None:
+        """The handler of ``/api/executions/<id>[/events|/stream]``, or None."""
+        parts = path.split("/")
+        if len(parts) not in (4, 5) or parts[:3] != ["", "api", "executions"] or not parts[3]:
+            return None
+        execution_id = urllib.parse.unquote(parts[3])
+        if len(parts) == 4:
+            return lambda: self._execution(execution_id)
+        if parts[4] == "events":
+            return lambda: self._events(execution_id, query)
+        if parts[4] == "stream":
+            return lambda: self._stream(execution_id, query)
+        return None
 
     def do_POST(self) -> None:
         """Route POST requests (login and logout)."""
