@@ -35,14 +35,7 @@ def status_processor(harness: Harness) -> Iterator[StigmerSpanProcessor]:
     "plan",
     [
         ["ok_step", "ok_step", "ok_step"],
-        pytest.param(
-            ["flaky_step"],
-            marks=pytest.mark.xfail(
-                strict=True,
-                reason="the Temporal integration gives each activity attempt its own task "
-                "instance id (the span id), so a retried activity is two task entries",
-            ),
-        ),
+        ["flaky_step"],
         ["ok_step", "fatal_step"],
     ],
     ids=["three-activities", "retried-activity", "failed-workflow"],

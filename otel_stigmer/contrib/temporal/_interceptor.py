@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import atexit
+import dataclasses
 import logging
-from collections.abc import Mapping
+import threading
+import time
+from collections.abc import Callable, Mapping
 
 import opentelemetry.context
 import opentelemetry.trace
@@ -20,7 +24,7 @@ from otel_stigmer.contrib.temporal._identity import (
     resolve_identity,
 )
 from otel_stigmer.contrib.temporal._once import OnceFilter
-from otel_stigmer.contrib.temporal._report import MarkerParams, emit_marker
+from otel_stigmer.contrib.temporal._report import MarkerParams, attempt_unknown, emit_marker
 from otel_stigmer.contrib.temporal._workflow import (
     MARKER_EXTERN,
     RESOLVE_EXTERN,
@@ -30,6 +34,12 @@ from otel_stigmer.contrib.temporal._workflow import (
 __all__ = ["StigmerInterceptor"]
 
 _log = logging.getLogger(__name__)
+
+#: How long a workflow worker holds a task outcome whose attempt number only the activity's
+#: own worker process knows (seconds). That process reports the same event, with its attempt,
+#: as soon as the activity ends, which is before Temporal hands the result to the workflow;
+#: holding ours lets that copy reach the receiver first, so the stored event has the attempt.
+REMOTE_OUTCOME_GRACE = 1.0
 _SCOPE = "otel_stigmer.contrib.temporal"
 
 
@@ -144,7 +154,50 @@ class StigmerInterceptor(TracingInterceptor):
             _log.warning("could not report %s", params.event_type, exc_info=True)
 
     def _emit_marker(self, params: MarkerParams) -> None:
-        self.emit(params)
+        if not attempt_unknown(params):
+            self.emit(params)
+            return
+        held = dataclasses.replace(params, time_ns=params.time_ns or time.time_ns())
+        _HELD.hold(lambda: self.emit(held))
+
+
+class _HeldReports:
+    """Reports emitted after :data:`REMOTE_OUTCOME_GRACE`, or at once at interpreter exit."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._pending: dict[int, threading.Timer] = {}
+        self._exit_hook = False
+
+    def hold(self, report: Callable[[], None]) -> None:
+        timer: threading.Timer
+
+        def fire() -> None:
+            with self._lock:
+                if self._pending.pop(id(timer), None) is None:
+                    return
+            report()
+
+        timer = threading.Timer(REMOTE_OUTCOME_GRACE, fire)
+        timer.daemon = True
+        with self._lock:
+            self._pending[id(timer)] = timer
+            if not self._exit_hook:
+                # Registered after configure()'s exit flush, so it runs before it.
+                self._exit_hook = True
+                atexit.register(self.release_all)
+        timer.start()
+
+    def release_all(self) -> None:
+        """Emit every held report now (before the pipeline's own exit flush)."""
+        with self._lock:
+            timers = list(self._pending.values())
+        for timer in timers:
+            timer.cancel()
+            timer.function()
+
+
+_HELD = _HeldReports()
 
 
 _warnings = OnceFilter()

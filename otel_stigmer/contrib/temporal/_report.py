@@ -18,7 +18,7 @@ from otel_stigmer.contrib.temporal._identity import Identity
 from otel_stigmer.contrib.temporal._once import OnceFilter
 from otel_stigmer.contrib.temporal._outcome import failure_summary
 
-__all__ = ["REPORTED", "MarkerParams", "emit_marker"]
+__all__ = ["REPORTED", "MarkerParams", "attempt_unknown", "emit_marker"]
 
 #: Event ids this process already reported (each fact may be seen by several components).
 REPORTED = OnceFilter()
@@ -150,6 +150,15 @@ def _error_attributes(
     attributes[conv.ERROR_CODE] = code
     attributes[conv.MESSAGE] = message
     return {"exception.message": message, "exception.type": code}
+
+
+def attempt_unknown(params: MarkerParams) -> bool:
+    """Whether a task event's attempt number is known neither to its sender nor here.
+
+    That is the case in a workflow worker for an activity another process ran: that process
+    reports the same event (same id) with its attempt number.
+    """
+    return bool(params.task_name) and not (params.attempt or _known_attempt(params.instance_id))
 
 
 def _known_attempt(instance_id: str) -> int:
