@@ -12,6 +12,7 @@ import collections
 import importlib.metadata
 import logging
 import os
+import queue
 import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -21,7 +22,7 @@ from typing import Any
 import grpc
 from opentelemetry import context as otel_context
 
-from otel_stigmer._proto.ai.stigmer.workflow.runner.v1 import progress_pb2, progress_pb2_grpc
+from otel_stigmer._proto.ai.stigmer.workflow.runner.v1 import progress_pb2
 from otel_stigmer.config import StigmerConfig
 from otel_stigmer.events import (
     ProgressAckResponse,
@@ -30,7 +31,7 @@ from otel_stigmer.events import (
     WorkflowProgressEvent,
 )
 from otel_stigmer.exceptions import CallbackError, ConfigError
-from otel_stigmer.retry import RetryPolicy
+from otel_stigmer.retry import RetryPolicy, describe_failure
 
 __all__ = ["RETRY_INFO_TRAILER", "CallbackClient", "suppress_instrumentation"]
 
@@ -38,14 +39,6 @@ _log = logging.getLogger(__name__)
 
 #: Trailer in which a receiver may send a serialized ``google.rpc.RetryInfo``.
 RETRY_INFO_TRAILER = "google.rpc.retryinfo-bin"
-# Codes that mean the key or the request is wrong: worth one warning, never a retry.
-_WARN_CODES = frozenset(
-    {
-        grpc.StatusCode.UNAUTHENTICATED,
-        grpc.StatusCode.PERMISSION_DENIED,
-        grpc.StatusCode.INVALID_ARGUMENT,
-    }
-)
 _MAX_REMEMBERED_WARNINGS = 256
 _MAX_REMEMBERED_KEYS = 8
 
@@ -151,7 +144,7 @@ class CallbackClient:
         self._orphans: list[grpc.Channel] = []
         self._pid = os.getpid()
         self._channel = self._open_channel()
-        self._stub = progress_pb2_grpc.WorkflowRunnerCommandControllerStub(self._channel)
+        self._stub = _Stub(self._channel)
         _log.debug("Stigmer callback client for %s (tls=%s)", config.authority(), config.use_tls)
 
     def __repr__(self) -> str:
@@ -284,6 +277,62 @@ class CallbackClient:
                 self._settle(*pending.popleft(), results)
         return results
 
+    def report_progress_ordered(
+        self,
+        events: Sequence[WorkflowProgressEvent],
+        timeout: float | None = None,
+        *,
+        max_in_flight: int = 32,
+    ) -> list[ProgressAckResponse | CallbackError | None]:
+        """Send events as unary calls, in order per execution, pipelined across executions.
+
+        Never two calls are in flight for one execution, so a receiver stores each
+        execution's events in input order. After a failure, the later events of that
+        execution are not sent (their entry is ``None``); other executions go on.
+
+        Returns:
+            One entry per event, in input order: the acknowledgement, the error, or
+            ``None`` when the event was not sent.
+        """
+        if max_in_flight < 1:
+            raise ValueError(f"max_in_flight must be >= 1, got {max_in_flight}")
+        deadline = self._timeout(timeout)
+        results: list[ProgressAckResponse | CallbackError | None] = [None] * len(events)
+        try:
+            stub, metadata = self._prepare()
+        except CallbackError as exc:
+            return [exc] * len(events)
+        chains: dict[str, collections.deque[int]] = {}
+        for index, event in enumerate(events):
+            chains.setdefault(event.workflow_execution_id, collections.deque()).append(index)
+        waiting = collections.deque(chains.values())
+        done: queue.SimpleQueue[tuple[collections.deque[int], int]] = queue.SimpleQueue()
+        futures: dict[int, grpc.Future[ProgressAckResponse]] = {}
+        with suppress_instrumentation():
+            while waiting or futures:
+                while waiting and len(futures) < max_in_flight:
+                    chain = waiting.popleft()
+                    index = chain.popleft()
+                    try:
+                        future = stub.report_progress.future(
+                            events[index], timeout=deadline, metadata=metadata
+                        )
+                    except ValueError:
+                        results[index] = self._closed_error()
+                        continue
+                    futures[index] = future
+                    future.add_done_callback(_notify(done, chain, index))
+                if not futures:
+                    break
+                chain, index = done.get()
+                outcome = self._outcome(futures.pop(index))
+                results[index] = outcome
+                if isinstance(outcome, CallbackError):
+                    chain.clear()  # the rest of this execution waits for the next attempt
+                elif chain:
+                    waiting.append(chain)
+        return results
+
     def report_progress_with_retry(
         self,
         event: WorkflowProgressEvent,
@@ -315,6 +364,8 @@ class CallbackClient:
                 return self.report_progress(event)
             except CallbackError as exc:
                 if not self._policy.is_retryable(exc.code):
+                    if exc.code is not grpc.StatusCode.CANCELLED:
+                        self._warn_once(exc, "the event was not delivered")
                     raise
                 if attempt >= max_attempts:
                     self._warn_once(
@@ -354,7 +405,7 @@ class CallbackClient:
 
     def _prepare(
         self,
-    ) -> tuple[progress_pb2_grpc.WorkflowRunnerCommandControllerStub, tuple[tuple[str, str], ...]]:
+    ) -> tuple[_Stub, tuple[tuple[str, str], ...]]:
         """Return the stub and auth metadata, re-opening the channel in a forked child."""
         if self._closed.is_set():
             raise self._closed_error()
@@ -365,9 +416,7 @@ class CallbackClient:
                     self._orphans.append(self._channel)
                     self._pid = pid
                     self._channel = self._open_channel()
-                    self._stub = progress_pb2_grpc.WorkflowRunnerCommandControllerStub(
-                        self._channel
-                    )
+                    self._stub = _Stub(self._channel)
         if self._key_rejected:
             # The key was refused: read the file again before each call until it changes,
             # so a key rotated during a backoff is used by the very next attempt.
@@ -396,9 +445,20 @@ class CallbackClient:
         if code is grpc.StatusCode.UNAUTHENTICATED:
             self._key_rejected = self._config.api_key_file is not None
             self._reload_key()
-        if code in _WARN_CODES:
-            self._warn_once(failure, "the event was not delivered and will not be retried")
         return failure
+
+    def _outcome(
+        self, future: grpc.Future[ProgressAckResponse]
+    ) -> ProgressAckResponse | CallbackError:
+        try:
+            error = future.exception()
+            if error is None:
+                return future.result()
+        except grpc.FutureCancelledError:
+            return self._closed_error()
+        if isinstance(error, grpc.RpcError):
+            return self._failure(error)
+        return CallbackError(grpc.StatusCode.UNKNOWN, type(error).__name__)
 
     def _settle(
         self,
@@ -442,10 +502,36 @@ class CallbackClient:
             if len(self._warned) >= _MAX_REMEMBERED_WARNINGS:
                 self._warned.clear()
             self._warned.add(signature)
-        _log.warning(
-            "Stigmer callback to %s failed with %s: %s (%s)",
-            self._config.authority(),
-            failure.code.name,
-            failure.details or "no details",
-            consequence,
+        _log.warning("%s", describe_failure(failure.code, failure.details, consequence))
+
+
+def _notify(
+    done: queue.SimpleQueue[tuple[collections.deque[int], int]],
+    chain: collections.deque[int],
+    index: int,
+) -> Any:
+    return lambda _future: done.put((chain, index))
+
+
+def _serialize(message: Any) -> bytes:
+    # Deterministic: a retried event goes out as the very bytes of its first attempt.
+    data: bytes = message.SerializeToString(deterministic=True)
+    return data
+
+
+class _Stub:
+    """The two RPCs of the callback service, with deterministic request encoding."""
+
+    _SERVICE = "/ai.stigmer.workflow.runner.v1.WorkflowRunnerCommandController/"
+
+    def __init__(self, channel: grpc.Channel) -> None:
+        self.report_progress = channel.unary_unary(
+            self._SERVICE + "report_progress",
+            request_serializer=_serialize,
+            response_deserializer=ProgressAckResponse.FromString,
+        )
+        self.report_progress_batch = channel.unary_unary(
+            self._SERVICE + "report_progress_batch",
+            request_serializer=_serialize,
+            response_deserializer=ReportProgressBatchResponse.FromString,
         )

@@ -13,12 +13,34 @@ import sqlite3
 import threading
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Protocol
 
 from otel_stigmer.config import ENV_SPOOL_PATH
 from otel_stigmer.events import WorkflowProgressEvent
 from otel_stigmer.exceptions import ConfigError
 
-__all__ = ["SqliteSpool"]
+__all__ = ["Spool", "SqliteSpool"]
+
+
+class Spool(Protocol):
+    """Durable storage for undelivered events; the delivery outbox calls these hooks.
+
+    ``store`` runs when events enter the outbox, ``remove`` once they were delivered or
+    dropped, ``load`` once at start-up. All run on the sender thread.
+    """
+
+    def load(self) -> list[WorkflowProgressEvent]:
+        """Events left undelivered by an earlier process, in delivery order."""
+
+    def store(self, events: Sequence[WorkflowProgressEvent]) -> None:
+        """Persist events that entered the outbox."""
+
+    def remove(self, event_ids: Sequence[str]) -> None:
+        """Forget events that were delivered or dropped."""
+
+    def close(self) -> None:
+        """Release the file."""
+
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS spooled_events (
