@@ -20,11 +20,12 @@ from collections.abc import Sequence
 
 from opentelemetry import context as otel_context
 
+from otel_stigmer.delivery_log import DeliveryLog
 from otel_stigmer.exceptions import CallbackError
 from otel_stigmer.intake import Intake
 from otel_stigmer.outbox import Entry, Outbox
 from otel_stigmer.records import Record, map_record
-from otel_stigmer.retry import AUTH_CODES, RetryPolicy, broken_sink_error, describe_failure
+from otel_stigmer.retry import AUTH_CODES, RetryPolicy, broken_sink_error
 from otel_stigmer.sequencing import Sequencer
 from otel_stigmer.sinks import EventSink, PartialDeliveryError, Refused
 from otel_stigmer.spool import Spool
@@ -41,8 +42,6 @@ _IDLE_WAIT = 1.0
 _LINGER = 0.002
 # While backing off, keep mapping new records into the outbox at this interval.
 _BACKOFF_SLICE = 0.05
-# The same failure is logged again only after this many seconds.
-_RELOG_AFTER = 60.0
 
 
 class Sender:
@@ -80,7 +79,7 @@ class Sender:
         self._reset()
         restored = self._outbox.restore()
         if restored:
-            _log.info("otel-stigmer: %d undelivered events restored from the spool", restored)
+            DeliveryLog.restored(restored)
             self._stats.enqueued += restored
             self._start_thread()
         _senders.add(self)
@@ -112,11 +111,7 @@ class Sender:
         """Deliver everything submitted so far; False if the timeout passed first."""
         ok = self.wait_delivered(time.monotonic() + max(0, timeout_millis) / 1000)
         if not ok:
-            _log.warning(
-                "otel-stigmer flush timed out after %d ms with %d events not yet delivered",
-                timeout_millis,
-                self.queue_depth(),
-            )
+            DeliveryLog.flush_timed_out(timeout_millis, self.queue_depth())
         return ok
 
     def wait_delivered(self, deadline: float) -> bool:
@@ -149,8 +144,10 @@ class Sender:
         self._closed = True
         self._stop.set()
         self._wake.set()
-        # Closing the sink first cuts short a call in flight to a receiver that hangs.
-        self._close_sink()
+        try:  # closing the sink first cuts short a call in flight to a receiver that hangs
+            self._sink.close()
+        except Exception:
+            _log.exception("otel-stigmer could not close the event sink")
         thread = self._thread
         if thread is not None and thread is not threading.current_thread():
             thread.join(timeout=max(0.0, deadline - time.monotonic()))
@@ -158,8 +155,7 @@ class Sender:
                 self._map(self._intake.take())  # into the spool, if there is one
         left = self.queue_depth()
         if left:
-            where = "kept in the spool" if self._spool is not None else "dropped"
-            _log.warning("otel-stigmer shut down with %d undelivered events (%s)", left, where)
+            DeliveryLog.shut_down_with(left, spooled=self._spool is not None)
             if self._spool is None:
                 self._stats.dropped["shutdown"] += left
         self._outbox.close()
@@ -250,13 +246,7 @@ class Sender:
             if entry is None:
                 continue
             self._outbox.dropped([entry], item.reason)
-            self._log_once(
-                ("refused", item.reason, item.message),
-                logging.ERROR,
-                "otel-stigmer: the receiver refused an event (%s%s); it is dropped, not retried",
-                "invalid" if item.reason == "rejected" else "accepted=false",
-                f": {item.message}" if item.message else "",
-            )
+            self._log.refused(item)
         self._stats.sent += len(by_id)
         self._outbox.delivered(by_id.values())
 
@@ -264,45 +254,18 @@ class Sender:
         self._failing = True
         self._stats.failed_calls += 1
         self._stats.retried += min(self._outbox.live, self._max_batch_size)
-        auth = error.code in AUTH_CODES
-        if auth:
+        if error.code in AUTH_CODES:
             self._stats.unauthenticated_calls += 1
         delay = self._policy.pipeline_delay(
             error.code, failures, rng=self._rng, server_delay=error.retry_delay
         )
-        consequence = (
-            f"events are kept and retried every {delay:.0f} s or more"
-            if auth
-            else "events are kept and retried with backoff"
-        )
-        self._log_once(
-            (error.code.name, error.details),
-            logging.ERROR if auth else logging.WARNING,
-            "otel-stigmer: %s",
-            describe_failure(error.code, error.details, consequence),
-        )
+        self._log.failure(error, delay)
         deadline = time.monotonic() + delay
         while not self._stop.is_set():
             remaining = deadline - time.monotonic()
             if remaining <= 0 or self._stop.wait(min(remaining, _BACKOFF_SLICE)):
                 return
             self._map(self._intake.take())
-
-    def _log_once(self, key: tuple[str, ...], level: int, message: str, *args: object) -> None:
-        now = time.monotonic()
-        last = self._logged.get(key)
-        if last is not None and now - last < _RELOG_AFTER:
-            return
-        if len(self._logged) > 256:
-            self._logged.clear()
-        self._logged[key] = now
-        _log.log(level, message, *args)
-
-    def _close_sink(self) -> None:
-        try:
-            self._sink.close()
-        except Exception:
-            _log.exception("otel-stigmer could not close the event sink")
 
     # ---- lifecycle --------------------------------------------------------------------
 
@@ -319,7 +282,7 @@ class Sender:
         self._idle = False
         self._failing = False
         self._mapped = 0
-        self._logged: dict[tuple[str, ...], float] = {}
+        self._log = DeliveryLog()
 
     def _count_drop(self, reason: str, count: int) -> None:
         self._stats.dropped[reason] += count

@@ -15,8 +15,8 @@ from pathlib import Path
 import pytest
 from opentelemetry.sdk.trace import ReadableSpan, SpanProcessor, TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor
-from upstream_receiver import Arrival, UpstreamReceiver
 
+from benchmarks.upstream import Arrival, UpstreamReceiver
 from otel_stigmer import StigmerConfig, StigmerSpanExporter, configure
 from otel_stigmer import conventions as conv
 from otel_stigmer.retry import RetryPolicy

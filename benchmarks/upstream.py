@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import random
 import threading
+import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -85,7 +86,9 @@ class Arrival:
     execution_id: str
     sequence_number: int
     event_type: str
+    task_name: str
     task_progress: int
+    received_ns: int
 
 
 class UpstreamReceiver:
@@ -151,7 +154,9 @@ class UpstreamReceiver:
             event.workflow_execution_id,
             event.sequence_number,
             event.event_type,
+            event.task_name,
             event.task_progress,
+            time.time_ns(),
         )
         with self._lock:
             self.calls += 1
