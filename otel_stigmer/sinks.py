@@ -10,8 +10,9 @@ from typing import TYPE_CHECKING, NamedTuple, Protocol, runtime_checkable
 
 import grpc
 
-from otel_stigmer.events import WorkflowProgressEvent
+from otel_stigmer.events import ProgressAckResponse, WorkflowProgressEvent
 from otel_stigmer.exceptions import CallbackError
+from otel_stigmer.retry import RETRYABLE_CODES
 
 if TYPE_CHECKING:
     from otel_stigmer.client import CallbackClient
@@ -20,6 +21,8 @@ if TYPE_CHECKING:
 __all__ = ["EventSink", "GrpcSink", "MemorySink", "PartialDeliveryError", "Refused"]
 
 _log = logging.getLogger(__name__)
+# Failures a further round of unary calls may get past at once.
+_AGAIN = RETRYABLE_CODES
 
 
 class Refused(NamedTuple):
@@ -138,29 +141,51 @@ class GrpcSink:
     ) -> list[Refused]:
         # One call first: a refused key or a dead receiver then costs one call per retry,
         # not one per execution of the batch.
-        results = client.report_progress_ordered(events[:1])
-        if isinstance(results[0], CallbackError) and not _refusal(results[0]):
-            raise results[0]
-        results += client.report_progress_ordered(events[1:], max_in_flight=self._max_in_flight)
+        probe = client.report_progress_ordered(events[:1])[0]
+        if isinstance(probe, CallbackError) and not _refusal(probe):
+            raise probe
         refused: list[Refused] = []
         delivered: set[str] = set()
+        self._settle(events[:1], [probe], refused, delivered)
+        pending = list(events[1:])
+        while pending:
+            results = client.report_progress_ordered(pending, max_in_flight=self._max_in_flight)
+            failure, left = self._settle(pending, results, refused, delivered)
+            if failure is None:
+                break
+            # Go on at once while every round gets further, so a receiver failing a share
+            # of calls costs calls, not backoff pauses; stop when a round gets nowhere or
+            # the receiver asks for a pause.
+            if len(left) == len(pending) or failure.retry_delay or failure.code not in _AGAIN:
+                delivered.update(r.event.event_id for r in refused)
+                raise PartialDeliveryError(failure, frozenset(delivered), refused)
+            pending = left
+        return refused
+
+    @staticmethod
+    def _settle(
+        events: Sequence[WorkflowProgressEvent],
+        results: Sequence[ProgressAckResponse | CallbackError | None],
+        refused: list[Refused],
+        delivered: set[str],
+    ) -> tuple[CallbackError | None, list[WorkflowProgressEvent]]:
+        """Sort one round's results; return its first failure and the events left to send."""
         failure: CallbackError | None = None
+        left: list[WorkflowProgressEvent] = []
         for event, result in zip(events, results, strict=True):
             if isinstance(result, CallbackError):
                 if _refusal(result):
                     refused.append(Refused(event, "rejected", result.details))
-                else:
-                    failure = failure or result
+                    continue
+                failure = failure or result
+                left.append(event)
             elif result is None:
-                continue  # not sent: an earlier event of its execution failed
+                left.append(event)  # not sent: an earlier event of its execution failed
             elif not result.accepted:
                 refused.append(Refused(event, "refused", result.message))
             else:
                 delivered.add(event.event_id)
-        if failure is not None:
-            delivered.update(r.event.event_id for r in refused)
-            raise PartialDeliveryError(failure, frozenset(delivered), refused)
-        return refused
+        return failure, left
 
     def close(self) -> None:
         """Close the channel."""
