@@ -35,7 +35,7 @@ class DeliveryLog:
         else:
             consequence = "events are kept and retried with backoff"
             level = logging.WARNING
-        if self._first((error.code.name, error.details)):
+        if self._first((error.code.name,)):  # details vary between attempts (gRPC texts)
             _log.log(
                 level, "otel-stigmer: %s", describe_failure(error.code, error.details, consequence)
             )
