@@ -1,11 +1,10 @@
 """The send loop: one background thread from records to delivered events.
 
-Calling threads :meth:`Sender.submit` records to the :class:`~otel_stigmer.intake.Intake`.
-The sender thread maps them, numbers the events (in intake order, so numbers follow what
-happened), keeps them in the :class:`~otel_stigmer.outbox.Outbox` and hands the oldest
-to the :class:`~otel_stigmer.sinks.EventSink`, backing off as the
-:class:`~otel_stigmer.retry.RetryPolicy` says until the sink takes them. Flush and
-shutdown share one deadline.
+Calling threads :meth:`Sender.submit` records to the :class:`~otel_stigmer.intake.Intake`;
+the sender thread maps and numbers them in that order (so numbers follow what happened),
+keeps the events in the :class:`~otel_stigmer.outbox.Outbox` and hands the oldest to the
+:class:`~otel_stigmer.sinks.EventSink`, backing off as the :class:`RetryPolicy` says.
+Flush and shutdown share one deadline.
 """
 
 from __future__ import annotations
@@ -25,7 +24,7 @@ from otel_stigmer.exceptions import CallbackError
 from otel_stigmer.intake import Intake
 from otel_stigmer.outbox import Entry, Outbox
 from otel_stigmer.records import Record, map_record
-from otel_stigmer.retry import AUTH_CODES, RetryPolicy, broken_sink_error
+from otel_stigmer.retry import AUTH_CODES, SHRINK_CODES, RetryPolicy, broken_sink_error
 from otel_stigmer.sequencing import Sequencer
 from otel_stigmer.sinks import EventSink, PartialDeliveryError, Refused
 from otel_stigmer.spool import Spool
@@ -57,6 +56,7 @@ class Sender:
     """
 
     _thread: threading.Thread | None
+    _batch_size: int
 
     def __init__(
         self,
@@ -84,8 +84,6 @@ class Sender:
             self._start_thread()
         _senders.add(self)
 
-    # ---- calling threads --------------------------------------------------------------
-
     def submit(self, record: Record) -> None:
         """Queue ``record``; never blocks on I/O and never raises."""
         if self._closed:
@@ -93,9 +91,7 @@ class Sender:
             return
         if self._pid != os.getpid():
             self._reset()  # a forked child starts empty, with its own thread
-        dropped = self._intake.put(record)
-        if dropped:
-            self._stats.dropped["queue_full"] += dropped
+        self._count_drop("queue_full", self._intake.put(record))
         self._stats.records += 1
         if self._idle and not self._wake.is_set():
             self._wake.set()
@@ -195,15 +191,14 @@ class Sender:
                     return
                 self._idle = True
                 if not len(self._intake) and self._wake.wait(_IDLE_WAIT):
-                    # Woken by the first record after a pause: let a few more arrive so
-                    # one pass maps and sends them together.
-                    self._stop.wait(_LINGER)
+                    self._stop.wait(_LINGER)  # let a few more records share this pass
                 self._idle = False
                 self._wake.clear()
                 continue
             error, progressed = self._send_head()
             if error is None:
                 failures = 0
+                self._batch_size = min(self._max_batch_size, self._batch_size * 2)
                 self._failing = False
                 continue
             failures = 1 if progressed else failures + 1
@@ -224,7 +219,7 @@ class Sender:
 
     def _send_head(self) -> tuple[CallbackError | None, bool]:
         """Send the oldest events; return the error, if any, and whether some went out."""
-        entries = self._outbox.head(self._max_batch_size)
+        entries = self._outbox.head(self._batch_size)
         try:
             refused = self._sink.send([entry.event for entry in entries]) or ()
         except PartialDeliveryError as error:
@@ -253,7 +248,9 @@ class Sender:
     def _back_off(self, error: CallbackError, failures: int) -> None:
         self._failing = True
         self._stats.failed_calls += 1
-        self._stats.retried += min(self._outbox.live, self._max_batch_size)
+        self._stats.retried += min(self._outbox.live, self._batch_size)
+        if error.code in SHRINK_CODES:  # too slow: a smaller batch may pass, never a livelock
+            self._batch_size = max(1, self._batch_size // 2)
         if error.code in AUTH_CODES:
             self._stats.unauthenticated_calls += 1
         delay = self._policy.pipeline_delay(
@@ -281,11 +278,13 @@ class Sender:
         self._thread = None
         self._idle = False
         self._failing = False
+        self._batch_size = self._max_batch_size
         self._mapped = 0
         self._log = DeliveryLog()
 
     def _count_drop(self, reason: str, count: int) -> None:
-        self._stats.dropped[reason] += count
+        if count:
+            self._stats.dropped[reason] += count
 
 
 _senders: weakref.WeakSet[Sender] = weakref.WeakSet()

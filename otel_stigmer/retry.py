@@ -14,6 +14,7 @@ __all__ = [
     "AUTH_CODES",
     "NEVER_RETRIED_CODES",
     "RETRYABLE_CODES",
+    "SHRINK_CODES",
     "RetryPolicy",
     "broken_sink_error",
     "describe_failure",
@@ -46,6 +47,12 @@ NEVER_RETRIED_CODES: frozenset[grpc.StatusCode] = frozenset(
 #: fixed or rotated (a key file is re-read) while the process runs.
 AUTH_CODES: frozenset[grpc.StatusCode] = frozenset(
     {grpc.StatusCode.UNAUTHENTICATED, grpc.StatusCode.PERMISSION_DENIED}
+)
+
+#: Codes after which the delivery pipeline halves its batch: the receiver took too long
+#: or is overloaded, and a smaller batch may get through where the same one never will.
+SHRINK_CODES: frozenset[grpc.StatusCode] = frozenset(
+    {grpc.StatusCode.DEADLINE_EXCEEDED, grpc.StatusCode.RESOURCE_EXHAUSTED}
 )
 
 _HINTS: dict[grpc.StatusCode, str] = {
