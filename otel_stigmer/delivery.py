@@ -30,17 +30,17 @@ from otel_stigmer.sinks import EventSink, PartialDeliveryError, Refused
 from otel_stigmer.spool import Spool
 from otel_stigmer.stats import DeliveryStats
 
-__all__ = ["DEFAULT_MAX_BATCH_SIZE", "DEFAULT_MAX_QUEUE_SIZE", "DeliveryStats", "Sender"]
+__all__ = ["DEFAULT_MAX_BATCH_SIZE", "DEFAULT_MAX_QUEUE_BYTES", "DEFAULT_MAX_QUEUE_SIZE", "Sender"]
 
 _log = logging.getLogger("otel_stigmer.delivery")
 
 DEFAULT_MAX_QUEUE_SIZE = 100_000
 DEFAULT_MAX_BATCH_SIZE = 500
+#: Bound of the input queue and of the outbox in (estimated) bytes, each.
+DEFAULT_MAX_QUEUE_BYTES = 64 * 1024 * 1024
 _IDLE_WAIT = 1.0
-#: How long the sender waits, once woken, for more records to share a pass (seconds).
-_LINGER = 0.002
-# While backing off, keep mapping new records into the outbox at this interval.
-_BACKOFF_SLICE = 0.05
+_LINGER = 0.002  # once woken, wait this long for more records to share the pass
+_BACKOFF_SLICE = 0.05  # while backing off, map new records into the outbox this often
 
 
 class Sender:
@@ -49,10 +49,14 @@ class Sender:
     Args:
         sink: Where events go.
         max_queue_size: Bound of the input queue and of the outbox, in events.
+        max_queue_bytes: Their bound in bytes (estimated for the input queue).
         max_batch_size: Events per ``sink.send`` call.
         retry_policy: Backoff between failed sends (auth pauses included).
         spool: Optional durable storage for undelivered events.
         sequencer: Numbers events (a monotonic :class:`Sequencer` by default).
+
+    Attributes:
+        failing: True while the last send failed (the pipeline is backing off).
     """
 
     _thread: threading.Thread | None
@@ -64,6 +68,7 @@ class Sender:
         *,
         max_queue_size: int = DEFAULT_MAX_QUEUE_SIZE,
         max_batch_size: int = DEFAULT_MAX_BATCH_SIZE,
+        max_queue_bytes: int = DEFAULT_MAX_QUEUE_BYTES,
         retry_policy: RetryPolicy | None = None,
         spool: Spool | None = None,
         sequencer: Sequencer | None = None,
@@ -71,6 +76,7 @@ class Sender:
         self._sink = sink
         self._max_queue_size = max_queue_size
         self._max_batch_size = max_batch_size
+        self._max_queue_bytes = max_queue_bytes
         self._policy = retry_policy or RetryPolicy(max_backoff=5.0)
         self._spool = spool
         self._sequencer = sequencer or Sequencer()
@@ -97,11 +103,6 @@ class Sender:
             self._wake.set()
         if self._thread is None:
             self._start_thread()
-
-    @property
-    def failing(self) -> bool:
-        """True while the last send failed (the pipeline is backing off)."""
-        return self._failing
 
     def force_flush(self, timeout_millis: int = 30_000) -> bool:
         """Deliver everything submitted so far; False if the timeout passed first."""
@@ -199,7 +200,7 @@ class Sender:
             if error is None:
                 failures = 0
                 self._batch_size = min(self._max_batch_size, self._batch_size * 2)
-                self._failing = False
+                self.failing = False
                 continue
             failures = 1 if progressed else failures + 1
             if self._stop.is_set():
@@ -246,7 +247,7 @@ class Sender:
         self._outbox.delivered(by_id.values())
 
     def _back_off(self, error: CallbackError, failures: int) -> None:
-        self._failing = True
+        self.failing = True
         self._stats.failed_calls += 1
         self._stats.retried += min(self._outbox.live, self._batch_size)
         if error.code in SHRINK_CODES:  # too slow: a smaller batch may pass, never a livelock
@@ -272,12 +273,14 @@ class Sender:
         self._lock = threading.Lock()
         self._wake = threading.Event()
         self._stop = threading.Event()
-        self._intake = Intake(self._max_queue_size)
-        self._outbox = Outbox(self._max_queue_size, self._spool, self._count_drop)
+        self._intake = Intake(self._max_queue_size, self._max_queue_bytes)
+        self._outbox = Outbox(
+            self._max_queue_size, self._max_queue_bytes, self._spool, self._count_drop
+        )
         self._stats = DeliveryStats()
         self._thread = None
         self._idle = False
-        self._failing = False
+        self.failing = False
         self._batch_size = self._max_batch_size
         self._mapped = 0
         self._log = DeliveryLog()

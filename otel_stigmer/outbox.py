@@ -51,6 +51,7 @@ class Outbox:
 
     Args:
         max_events: Bound on live events.
+        max_bytes: Bound on the live events' serialized bytes.
         spool: Durable storage for events not yet delivered, if any.
         on_drop: Called with a reason and a count for each drop.
     """
@@ -58,10 +59,13 @@ class Outbox:
     def __init__(
         self,
         max_events: int,
+        max_bytes: int,
         spool: Spool | None,
         on_drop: Callable[[str, int], None],
     ) -> None:
         self._max = max_events
+        self._max_bytes = max_bytes
+        self.bytes = 0
         self._spool = spool
         self._on_drop = on_drop
         self._entries: collections.deque[Entry] = collections.deque()
@@ -81,7 +85,7 @@ class Outbox:
         entered = 0
         for event in events:
             entry = Entry(event)
-            if self.live >= self._max and not (entry.terminal and self._evict_one()):
+            if not self._room_for(entry):
                 self._dropped([entry.event_id], "queue_full")
                 continue
             self._append(entry)
@@ -130,11 +134,21 @@ class Outbox:
         """Give up on every live entry (shutdown without a spool); return how many."""
         return self._count_live(lambda live: self.dropped(live, reason))
 
+    def _room_for(self, entry: Entry) -> bool:
+        """Whether ``entry`` fits, after evicting intermediate events for a terminal one."""
+        while self.live and (
+            self.live >= self._max or self.bytes + len(entry.payload) > self._max_bytes
+        ):
+            if not (entry.terminal and self._evict_one()):
+                return False
+        return True
+
     def _append(self, entry: Entry) -> None:
         self._entries.append(entry)
         if not entry.terminal:
             self._intermediate.append(entry)
         self.live += 1
+        self.bytes += len(entry.payload)
 
     def _evict_one(self) -> bool:
         while self._intermediate:
@@ -149,6 +163,7 @@ class Outbox:
         for entry in entries:
             if entry.live:
                 entry.live = False
+                self.bytes -= len(entry.payload)
                 entry.payload = b""
                 ids.append(entry.event_id)
         self.live -= len(ids)
