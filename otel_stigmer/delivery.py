@@ -153,8 +153,7 @@ class Sender:
         left = self.queue_depth()
         if left:
             DeliveryLog.shut_down_with(left, spooled=self._spool is not None)
-            if self._spool is None:
-                self._stats.dropped["shutdown"] += left
+            self._count_drop("shutdown", 0 if self._spool is not None else left)
         self._outbox.close()
         return flushed and not left
 
@@ -167,8 +166,6 @@ class Sender:
     def queue_depth(self) -> int:
         """Records and events waiting for delivery."""
         return len(self._intake) + self._outbox.live
-
-    # ---- sender thread ----------------------------------------------------------------
 
     def _start_thread(self) -> None:
         with self._lock:
@@ -264,8 +261,6 @@ class Sender:
             if remaining <= 0 or self._stop.wait(min(remaining, _BACKOFF_SLICE)):
                 return
             self._map(self._intake.take())
-
-    # ---- lifecycle --------------------------------------------------------------------
 
     def _reset(self) -> None:
         """Fresh runtime state: at construction, and in a forked child (which starts empty)."""

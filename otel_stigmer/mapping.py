@@ -12,7 +12,6 @@ Strings are bounded (see the ``MAX_*`` limits); a cut string ends with
 
 from __future__ import annotations
 
-import math
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, Protocol
 
@@ -22,6 +21,13 @@ from opentelemetry.util.types import Attributes
 from otel_stigmer import conventions as conv
 from otel_stigmer.events import EventType, Status, WorkflowProgressEvent
 from otel_stigmer.roles import Kind, SpanRole, role_of
+from otel_stigmer.values import TRUNCATION_MARKER
+from otel_stigmer.values import attribute_dict as _attributes
+from otel_stigmer.values import attributes_of as _attributes_of
+from otel_stigmer.values import bounded_text as _text
+from otel_stigmer.values import clock_ns as _clock
+from otel_stigmer.values import int_of as _int
+from otel_stigmer.values import number_of as _number
 
 __all__ = [
     "MAX_ID_CHARS",
@@ -46,11 +52,8 @@ MAX_STACK_TRACE_CHARS = 32 * 1024
 MAX_METADATA_ENTRIES = 64
 MAX_METADATA_KEY_CHARS = 128
 MAX_METADATA_VALUE_CHARS = 1024
-TRUNCATION_MARKER = "…[truncated "
 
 _EXCEPTION_EVENT = "exception"
-# 9999-12-31T23:59:59Z in ns: later times (a broken clock) are reported at this instant.
-_MAX_TIME_NS = 253_402_300_799 * 1_000_000_000
 _TERMINAL_OR_START = frozenset(
     {
         EventType.WORKFLOW_STARTED.value,
@@ -361,75 +364,3 @@ def _is_cancellation(exception: _EventLike | None) -> bool:
         return False
     exc_type = _attributes(exception.attributes).get("exception.type")
     return isinstance(exc_type, str) and exc_type.rsplit(".", 1)[-1] == "CancelledError"
-
-
-def _attributes_of(item: object) -> Mapping[str, Any]:
-    """A private copy of a span's or span event's attributes.
-
-    The SDK keeps them in ``BoundedAttributes``, whose public view copies key by key in
-    Python; its underlying dict copies at C speed, atomically under the GIL (so a span
-    still being written to by the business thread is read consistently).
-    """
-    raw = getattr(getattr(item, "_attributes", None), "_dict", None)
-    if isinstance(raw, dict):
-        return dict(raw)
-    return _attributes(getattr(item, "attributes", None))
-
-
-def _attributes(attributes: Attributes) -> Mapping[str, Any]:
-    if not attributes:
-        return {}
-    for _ in range(3):
-        try:
-            return dict(attributes)
-        except RuntimeError:  # mutated by the business thread while copying; try again
-            continue
-    return {}
-
-
-def _text(value: object, limit: int) -> str:
-    """Render an attribute value as valid UTF-8 text of at most ``limit`` characters."""
-    if type(value) is str and len(value) <= limit and value.isascii():
-        return value  # the common case, without further checks
-    if value is None:
-        return ""
-    if isinstance(value, str):
-        text = value
-    elif isinstance(value, bytes):
-        text = value.decode("utf-8", "replace")
-    elif isinstance(value, (list, tuple)):
-        text = "[" + ", ".join(_text(item, limit) for item in value[:64]) + "]"
-    else:
-        text = str(value)
-    if not text.isascii():
-        text = text.encode("utf-8", "replace").decode("utf-8")
-    if len(text) > limit:
-        removed = len(text) - limit
-        marker = f"{TRUNCATION_MARKER}{removed} chars]"
-        text = text[: max(0, limit - len(marker))] + marker
-    return text
-
-
-def _clock(value: object) -> int:
-    """A time in ns within 1970..9999, so every derived number fits the int64 fields."""
-    number = _number(value) if not isinstance(value, int) else value
-    if number is None:
-        return 0
-    return int(min(max(number, 0), _MAX_TIME_NS))
-
-
-def _number(value: object) -> float | None:
-    if isinstance(value, bool) or not isinstance(value, (int, float, str)):
-        return None
-    try:
-        number = float(value)
-    except ValueError:
-        return None
-    return number if math.isfinite(number) else None
-
-
-def _int(value: object) -> int:
-    number = _number(value)
-    if number is None:
-        return 0
-    return int(max(-(2**31), min(2**31 - 1, number)))

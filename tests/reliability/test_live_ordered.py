@@ -23,7 +23,7 @@ from otel_stigmer.retry import RetryPolicy
 from otel_stigmer.testing import StigmerTestServer, capture_progress
 
 KEY = "live-ordered-key-41b7"
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 #: Generous slack over a deadline: a loaded CI machine, thread wake-ups.
 SLACK = 1.5
 FAST = RetryPolicy(initial_backoff=0.01, max_backoff=0.1, auth_initial_backoff=0.5)
