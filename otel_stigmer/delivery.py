@@ -233,15 +233,16 @@ class Sender:
         return None, True
 
     def _settle(self, entries: list[Entry], refused: Sequence[Refused]) -> None:
-        by_id = {entry.event_id: entry for entry in entries}
-        for item in refused:
-            entry = by_id.pop(item.event.event_id, None)
-            if entry is None:
-                continue
-            self._outbox.dropped([entry], item.reason)
+        # By entry, not by id: two entries may carry one id (a span reported twice).
+        refusals = {item.event.event_id: item for item in refused}
+        delivered = [entry for entry in entries if entry.event_id not in refusals]
+        for item in refusals.values():
+            self._outbox.dropped(
+                [e for e in entries if e.event_id == item.event.event_id], item.reason
+            )
             self._log.refused(item)
-        self._stats.sent += len(by_id)
-        self._outbox.delivered(by_id.values())
+        self._stats.sent += len(delivered)
+        self._outbox.delivered(delivered)
 
     def _back_off(self, error: CallbackError, failures: int) -> None:
         self.failing = True

@@ -114,4 +114,7 @@ def test_a_full_queue_costs_the_caller_no_scan() -> None:
     assert stats.queue_depth == 1 + bound  # every start gave way to an outcome
     assert stats.dropped == {"queue_full": bound}
     sink.release.set()
+    # The outcomes share one event id (one span): each entry is still delivered once.
+    assert sender.force_flush(60_000)
+    assert len(sink.events) == 1 + bound
     sender.shutdown(1_000)
