@@ -5,7 +5,6 @@ from __future__ import annotations
 from otel_stigmer.client import CallbackClient
 from otel_stigmer.config import StigmerConfig
 from otel_stigmer.decorators import new_execution_id, task, workflow
-from otel_stigmer.delivery import DeliveryStats
 from otel_stigmer.events import (
     ErrorDetails,
     EventType,
@@ -21,6 +20,8 @@ from otel_stigmer.exporter import StigmerSpanExporter
 from otel_stigmer.processor import StigmerSpanProcessor
 from otel_stigmer.retry import RetryPolicy
 from otel_stigmer.setup import StigmerPipeline, configure
+from otel_stigmer.sinks import EventSink
+from otel_stigmer.stats import DeliveryStats
 
 __all__ = [
     "CallbackClient",
@@ -28,6 +29,7 @@ __all__ = [
     "ConfigError",
     "DeliveryStats",
     "ErrorDetails",
+    "EventSink",
     "EventType",
     "ProgressAckResponse",
     "RetryPolicy",

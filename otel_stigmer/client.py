@@ -9,19 +9,24 @@ else. gRPC's own retries are disabled because retrying is done here, by
 from __future__ import annotations
 
 import collections
-import importlib.metadata
 import logging
 import os
 import threading
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Sequence
 from types import TracebackType
 from typing import Any
 
 import grpc
-from opentelemetry import context as otel_context
 
-from otel_stigmer._proto.ai.stigmer.workflow.runner.v1 import progress_pb2, progress_pb2_grpc
+from otel_stigmer._wire import (
+    RETRY_INFO_TRAILER,
+    Stub,
+    channel_args,
+    retry_delay,
+    run_ordered,
+    run_pipelined,
+    suppress_instrumentation,
+)
 from otel_stigmer.config import StigmerConfig
 from otel_stigmer.events import (
     ProgressAckResponse,
@@ -30,68 +35,14 @@ from otel_stigmer.events import (
     WorkflowProgressEvent,
 )
 from otel_stigmer.exceptions import CallbackError, ConfigError
-from otel_stigmer.retry import RetryPolicy
+from otel_stigmer.retry import RetryPolicy, describe_failure
 
 __all__ = ["RETRY_INFO_TRAILER", "CallbackClient", "suppress_instrumentation"]
 
 _log = logging.getLogger(__name__)
 
-#: Trailer in which a receiver may send a serialized ``google.rpc.RetryInfo``.
-RETRY_INFO_TRAILER = "google.rpc.retryinfo-bin"
-# Codes that mean the key or the request is wrong: worth one warning, never a retry.
-_WARN_CODES = frozenset(
-    {
-        grpc.StatusCode.UNAUTHENTICATED,
-        grpc.StatusCode.PERMISSION_DENIED,
-        grpc.StatusCode.INVALID_ARGUMENT,
-    }
-)
 _MAX_REMEMBERED_WARNINGS = 256
 _MAX_REMEMBERED_KEYS = 8
-
-try:
-    # The public helper when opentelemetry-instrumentation is installed; it also sets the
-    # legacy plain-string key that older instrumentations check.
-    from opentelemetry.instrumentation.utils import suppress_instrumentation
-except ImportError:  # pragma: no cover - exercised only without opentelemetry-instrumentation
-    # The SDK's own exporters use this key of the API when the helper is unavailable.
-    from opentelemetry.context import _SUPPRESS_INSTRUMENTATION_KEY
-
-    @contextmanager
-    def suppress_instrumentation() -> Iterator[None]:
-        """Suppress OpenTelemetry instrumentation within the block."""
-        token = otel_context.attach(otel_context.set_value(_SUPPRESS_INSTRUMENTATION_KEY, True))
-        try:
-            yield
-        finally:
-            otel_context.detach(token)
-
-
-def _user_agent() -> str:
-    try:
-        version = importlib.metadata.version("otel-stigmer")
-    except importlib.metadata.PackageNotFoundError:  # pragma: no cover - source checkout
-        version = "0+unknown"
-    return f"otel-stigmer/{version}"
-
-
-def _retry_delay(error: grpc.RpcError) -> float | None:
-    """Read the server's ``RetryInfo`` trailer, if any; malformed trailers are ignored."""
-    trailers = getattr(error, "trailing_metadata", None)
-    try:
-        items = trailers() if callable(trailers) else None
-    except Exception:  # a broken call object must not hide the real error
-        return None
-    for key, value in items or ():
-        if key != RETRY_INFO_TRAILER or not isinstance(value, bytes):
-            continue
-        try:
-            info = progress_pb2.RetryInfo.FromString(value)
-        except Exception:  # protobuf raises its own DecodeError types
-            return None
-        delay = info.retry_delay.seconds + info.retry_delay.nanos / 1e9
-        return delay if delay > 0 else None
-    return None
 
 
 class CallbackClient:
@@ -121,20 +72,7 @@ class CallbackClient:
     ) -> None:
         self._config = config
         self._policy = retry_policy or RetryPolicy()
-        options: dict[str, Any] = {
-            # Retrying is ours (visible, interruptible, policy-driven); gRPC's would double it.
-            "grpc.enable_retries": 0,
-            # The key goes only where the endpoint says: no proxy from the environment
-            # unless allowed, and then only with TLS (checked by the config).
-            "grpc.enable_http_proxy": int(config.allow_proxy),
-            "grpc.primary_user_agent": _user_agent(),
-            # gRPC's reconnect backoff (1 s growing to 120 s by default) would fail our
-            # retries fast long after a receiver is back; keep it in step with our policy.
-            "grpc.initial_reconnect_backoff_ms": max(1, round(self._policy.initial_backoff * 1000)),
-            "grpc.max_reconnect_backoff_ms": max(1, round(self._policy.max_backoff * 1000)),
-        }
-        options.update(dict(channel_options))
-        self._options = list(options.items())
+        self._options = channel_args(self._policy, channel_options, allow_proxy=config.allow_proxy)
         self._credentials = (
             grpc.ssl_channel_credentials(root_certificates=config.read_ca_bundle())
             if config.use_tls
@@ -154,7 +92,7 @@ class CallbackClient:
         self._orphans: list[grpc.Channel] = []
         self._pid = os.getpid()
         self._channel = self._open_channel()
-        self._stub = progress_pb2_grpc.WorkflowRunnerCommandControllerStub(self._channel)
+        self._stub = Stub(self._channel)
         _log.debug("Stigmer callback client for %s (tls=%s)", config.authority(), config.use_tls)
 
     def __repr__(self) -> str:
@@ -262,30 +200,37 @@ class CallbackClient:
         Returns:
             One entry per event, in input order: ``None`` when delivered, else the error.
         """
-        if max_in_flight < 1:
-            raise ValueError(f"max_in_flight must be >= 1, got {max_in_flight}")
-        deadline = self._timeout(timeout)
-        results: list[CallbackError | None] = [None] * len(events)
-        try:
-            stub, metadata = self._prepare()
-        except CallbackError as exc:
-            return [exc] * len(events)
-        pending: collections.deque[tuple[int, grpc.Future[ProgressAckResponse]]] = (
-            collections.deque()
-        )
+        start = self._starter(timeout, max_in_flight)
+        if isinstance(start, CallbackError):
+            return [start] * len(events)
         with suppress_instrumentation():
-            for index, event in enumerate(events):
-                if len(pending) >= max_in_flight:
-                    self._settle(*pending.popleft(), results)
-                try:
-                    future = stub.report_progress.future(event, timeout=deadline, metadata=metadata)
-                except ValueError:
-                    results[index] = self._closed_error()
-                    continue
-                pending.append((index, future))
-            while pending:
-                self._settle(*pending.popleft(), results)
-        return results
+            outcomes = run_pipelined(
+                events, start, self._outcome, self._closed_error, max_in_flight
+            )
+        return [o if isinstance(o, CallbackError) else None for o in outcomes]
+
+    def report_progress_ordered(
+        self,
+        events: Sequence[WorkflowProgressEvent],
+        timeout: float | None = None,
+        *,
+        max_in_flight: int = 32,
+    ) -> list[ProgressAckResponse | CallbackError | None]:
+        """Send events as unary calls, in order per execution, pipelined across executions.
+
+        Never two calls are in flight for one execution, so a receiver stores each
+        execution's events in input order. After a failure, the later events of that
+        execution are not sent (their entry is ``None``); other executions go on.
+
+        Returns:
+            One entry per event, in input order: the acknowledgement, the error, or
+            ``None`` when the event was not sent.
+        """
+        start = self._starter(timeout, max_in_flight)
+        if isinstance(start, CallbackError):
+            return [start] * len(events)
+        with suppress_instrumentation():
+            return run_ordered(events, start, self._outcome, self._closed_error, max_in_flight)
 
     def report_progress_with_retry(
         self,
@@ -318,6 +263,8 @@ class CallbackClient:
                 return self.report_progress(event)
             except CallbackError as exc:
                 if not self._policy.is_retryable(exc.code):
+                    if exc.code is not grpc.StatusCode.CANCELLED:
+                        self._warn_once(exc, "the event was not delivered")
                     raise
                 if attempt >= max_attempts:
                     self._warn_once(
@@ -325,13 +272,8 @@ class CallbackClient:
                     )
                     raise
                 delay = self._policy.backoff(attempt, server_delay=exc.retry_delay)
-                _log.debug(
-                    "Stigmer callback attempt %d/%d failed with %s; retrying in %.3fs",
-                    attempt,
-                    max_attempts,
-                    exc.code.name,
-                    delay,
-                )
+                text = f"attempt {attempt}/{max_attempts} failed with {exc.code.name}"
+                _log.debug("Stigmer callback %s; retrying in %.3fs", text, delay)
                 if waiter.wait(delay):
                     raise
                 attempt += 1
@@ -357,7 +299,7 @@ class CallbackClient:
 
     def _prepare(
         self,
-    ) -> tuple[progress_pb2_grpc.WorkflowRunnerCommandControllerStub, tuple[tuple[str, str], ...]]:
+    ) -> tuple[Stub, tuple[tuple[str, str], ...]]:
         """Return the stub and auth metadata, re-opening the channel in a forked child."""
         if self._closed.is_set():
             raise self._closed_error()
@@ -368,9 +310,7 @@ class CallbackClient:
                     self._orphans.append(self._channel)
                     self._pid = pid
                     self._channel = self._open_channel()
-                    self._stub = progress_pb2_grpc.WorkflowRunnerCommandControllerStub(
-                        self._channel
-                    )
+                    self._stub = Stub(self._channel)
         if self._key_rejected:
             # The key was refused: read the file again before each call until it changes,
             # so a key rotated during a backoff is used by the very next attempt.
@@ -394,30 +334,38 @@ class CallbackClient:
         if not isinstance(code, grpc.StatusCode):
             code = grpc.StatusCode.UNKNOWN
         failure = CallbackError(
-            code, self._scrub(str(details or "")), retry_delay=_retry_delay(error)
+            code, self._scrub(str(details or "")), retry_delay=retry_delay(error)
         )
         if code is grpc.StatusCode.UNAUTHENTICATED:
             self._key_rejected = self._config.api_key_file is not None
             self._reload_key()
-        if code in _WARN_CODES:
-            self._warn_once(failure, "the event was not delivered and will not be retried")
         return failure
 
-    def _settle(
-        self,
-        index: int,
-        future: grpc.Future[ProgressAckResponse],
-        results: list[CallbackError | None],
-    ) -> None:
+    def _starter(
+        self, timeout: float | None, max_in_flight: int
+    ) -> Callable[[WorkflowProgressEvent], grpc.Future[ProgressAckResponse]] | CallbackError:
+        """What starts one ``report_progress`` call, or why none can start."""
+        if max_in_flight < 1:
+            raise ValueError(f"max_in_flight must be >= 1, got {max_in_flight}")
+        deadline = self._timeout(timeout)
+        try:
+            stub, metadata = self._prepare()
+        except CallbackError as exc:
+            return exc
+        return lambda event: stub.report_progress.future(event, timeout=deadline, metadata=metadata)
+
+    def _outcome(
+        self, future: grpc.Future[ProgressAckResponse]
+    ) -> ProgressAckResponse | CallbackError:
         try:
             error = future.exception()
+            if error is None:
+                return future.result()
         except grpc.FutureCancelledError:
-            results[index] = self._closed_error()
-            return
+            return self._closed_error()
         if isinstance(error, grpc.RpcError):
-            results[index] = self._failure(error)
-        elif error is not None:
-            results[index] = CallbackError(grpc.StatusCode.UNKNOWN, type(error).__name__)
+            return self._failure(error)
+        return CallbackError(grpc.StatusCode.UNKNOWN, type(error).__name__)
 
     def _reload_key(self) -> None:
         """Re-read a key file after a rejection, so a rotated key is used from the next call."""
@@ -445,10 +393,4 @@ class CallbackClient:
             if len(self._warned) >= _MAX_REMEMBERED_WARNINGS:
                 self._warned.clear()
             self._warned.add(signature)
-        _log.warning(
-            "Stigmer callback to %s failed with %s: %s (%s)",
-            self._config.authority(),
-            failure.code.name,
-            failure.details or "no details",
-            consequence,
-        )
+        _log.warning("%s", describe_failure(failure.code, failure.details, consequence))

@@ -12,7 +12,6 @@ Strings are bounded (see the ``MAX_*`` limits); a cut string ends with
 
 from __future__ import annotations
 
-import math
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, Protocol
 
@@ -21,6 +20,14 @@ from opentelemetry.util.types import Attributes
 
 from otel_stigmer import conventions as conv
 from otel_stigmer.events import EventType, Status, WorkflowProgressEvent
+from otel_stigmer.roles import Kind, SpanRole, role_of
+from otel_stigmer.values import TRUNCATION_MARKER
+from otel_stigmer.values import attribute_dict as _attributes
+from otel_stigmer.values import attributes_of as _attributes_of
+from otel_stigmer.values import bounded_text as _text
+from otel_stigmer.values import clock_ns as _clock
+from otel_stigmer.values import int_of as _int
+from otel_stigmer.values import number_of as _number
 
 __all__ = [
     "MAX_ID_CHARS",
@@ -30,11 +37,11 @@ __all__ = [
     "MAX_METADATA_VALUE_CHARS",
     "MAX_NAME_CHARS",
     "MAX_STACK_TRACE_CHARS",
+    "REPORTED_SPAN_EVENTS",
     "TRUNCATION_MARKER",
-    "Role",
     "SpanLike",
+    "added_event",
     "ended_events",
-    "role_of",
     "started_events",
 ]
 
@@ -45,11 +52,8 @@ MAX_STACK_TRACE_CHARS = 32 * 1024
 MAX_METADATA_ENTRIES = 64
 MAX_METADATA_KEY_CHARS = 128
 MAX_METADATA_VALUE_CHARS = 1024
-TRUNCATION_MARKER = "…[truncated "
 
 _EXCEPTION_EVENT = "exception"
-# 9999-12-31T23:59:59Z in ns: later times (a broken clock) are reported at this instant.
-_MAX_TIME_NS = 253_402_300_799 * 1_000_000_000
 _TERMINAL_OR_START = frozenset(
     {
         EventType.WORKFLOW_STARTED.value,
@@ -81,14 +85,8 @@ _MARKER_STATUS: dict[str, str] = {
     EventType.TASK_CANCELLED.value: Status.CANCELLED.value,
     **_SPAN_EVENT_STATUS,
 }
-
-
-class Role:
-    """What a span stands for in the Stigmer model."""
-
-    WORKFLOW = "workflow"
-    TASK = "task"
-    MARKER = "marker"
+#: Names of the span events that become progress events (reported live when added).
+REPORTED_SPAN_EVENTS: frozenset[str] = frozenset(_SPAN_EVENT_STATUS) | {conv.PROGRESS_EVENT}
 
 
 class _EventLike(Protocol):
@@ -128,26 +126,14 @@ class SpanLike(Protocol):
     def status(self) -> _StatusLike: ...
 
 
-def role_of(attributes: Attributes) -> str | None:
-    """Return the span's :class:`Role`, or None for a span with no Stigmer role."""
-    if not attributes or not attributes.get(conv.WORKFLOW_EXECUTION_ID):
-        # A task outside any workflow has nothing to report to: it stays a plain span.
-        return None
-    if conv.EVENT_TYPE in attributes:
-        return Role.MARKER
-    if conv.TASK_NAME in attributes:
-        return Role.TASK
-    return Role.WORKFLOW
-
-
 def started_events(span: SpanLike) -> list[WorkflowProgressEvent]:
     """Events for a span's start: ``workflow_started`` / ``task_started``, or a marker's event."""
     attrs = _attributes_of(span)
     role = role_of(attrs)
-    if role is None:
+    if not role.reported:
         return []
     time_ns = span.start_time or 0
-    if role == Role.MARKER:
+    if role.kind is Kind.MARKER:
         event_type = _text(attrs.get(conv.EVENT_TYPE), MAX_NAME_CHARS)
         if event_type not in _MARKER_STATUS:
             return []
@@ -160,29 +146,53 @@ def started_events(span: SpanLike) -> list[WorkflowProgressEvent]:
             _fill_error(event, span, attrs, _last_exception(span.events))
         return [event]
     event_type = (
-        EventType.TASK_STARTED.value if role == Role.TASK else EventType.WORKFLOW_STARTED.value
+        EventType.TASK_STARTED.value if role.kind is Kind.TASK else EventType.WORKFLOW_STARTED.value
     )
     event = _base(_Identity(span, attrs), event_type, Status.RUNNING.value, time_ns, "s")
     event.message = _default_message(event)
     return [event]
 
 
-def ended_events(span: SpanLike) -> list[WorkflowProgressEvent]:
-    """Events for a span's end: its span events in order, then the terminal event."""
+def ended_events(span: SpanLike, *, span_events: bool = True) -> list[WorkflowProgressEvent]:
+    """Events for a span's end: its span events in order (unless ``span_events`` is False,
+    when they were reported live as they were added), then the terminal event."""
     attrs = _attributes_of(span)
     role = role_of(attrs)
-    if role is None or role == Role.MARKER:
+    if not role.reported or role.kind is Kind.MARKER:
         return []
     identity = _Identity(span, attrs)
-    events = _span_event_events(span, attrs, role, identity) if span.events else []
+    events: list[WorkflowProgressEvent] = []
+    if span_events and span.events:
+        offset = _dropped_events(span)
+        for index, span_event in enumerate(span.events):
+            event = _span_event_event(span_event, offset + index, role, identity, span)
+            if event is not None:
+                events.append(event)
     events.append(_terminal_event(span, attrs, role, identity))
     return events
 
 
+def added_event(span: SpanLike, span_event: _EventLike, index: int) -> list[WorkflowProgressEvent]:
+    """The event for one span event, as it is added to a live span.
+
+    Args:
+        span: The span (still open).
+        span_event: The span event just added.
+        index: Its position among all span events ever added to the span (the event id
+            uses it, so the exporter, which sees the ended span, derives the same id).
+    """
+    attrs = _attributes_of(span)
+    role = role_of(attrs)
+    if not role.reported or role.kind is Kind.MARKER:
+        return []
+    event = _span_event_event(span_event, index, role, _Identity(span, attrs), span)
+    return [] if event is None else [event]
+
+
 def _terminal_event(
-    span: SpanLike, attrs: Mapping[str, Any], role: str, identity: _Identity
+    span: SpanLike, attrs: Mapping[str, Any], role: SpanRole, identity: _Identity
 ) -> WorkflowProgressEvent:
-    prefix = "task_" if role == Role.TASK else "workflow_"
+    prefix = "task_" if role.kind is Kind.TASK else "workflow_"
     exception = _last_exception(span.events)
     outcome = _text(attrs.get(conv.STATUS), MAX_NAME_CHARS).lower()
     cancelled = outcome == conv.CANCELLED or _is_cancellation(exception)
@@ -190,7 +200,7 @@ def _terminal_event(
     time_ns = span.end_time or span.start_time or 0
     if cancelled:
         event = _base(identity, prefix + "cancelled", Status.CANCELLED.value, time_ns, "e")
-    elif failed and role == Role.TASK and outcome == conv.RETRYING:
+    elif failed and role.kind is Kind.TASK and outcome == conv.RETRYING:
         event = _base(identity, EventType.TASK_RETRY.value, Status.RUNNING.value, time_ns, "e")
         _fill_error(event, span, attrs, exception)
     elif failed:
@@ -202,29 +212,33 @@ def _terminal_event(
     return event
 
 
-def _span_event_events(
-    span: SpanLike, attrs: Mapping[str, Any], role: str, identity: _Identity
-) -> list[WorkflowProgressEvent]:
-    out: list[WorkflowProgressEvent] = []
-    for index, span_event in enumerate(span.events):
-        name = span_event.name
-        if name == conv.PROGRESS_EVENT:
-            name = "task_progress" if role == Role.TASK else "workflow_progress"
-        status = _SPAN_EVENT_STATUS.get(name)
-        if status is None or name in _TERMINAL_OR_START:
-            continue
-        event_attrs = _attributes_of(span_event)
-        event = _base(identity, name, status, span_event.timestamp, f"v{index}")
-        _fill_metadata(event, event_attrs)
-        if conv.TASK_ATTEMPT in event_attrs:
-            event.attempt = _int(event_attrs[conv.TASK_ATTEMPT])
-        if name.endswith("_progress"):
-            _fill_progress(event, event_attrs.get(conv.PROGRESS))
-        if "exception.type" in event_attrs or conv.ERROR_CODE in event_attrs:
-            _fill_error(event, span, event_attrs, span_event)
-        event.message = _message(event_attrs, "") or event.error.message or _default_message(event)
-        out.append(event)
-    return out
+def _span_event_event(
+    span_event: _EventLike, index: int, role: SpanRole, identity: _Identity, span: SpanLike
+) -> WorkflowProgressEvent | None:
+    name = span_event.name
+    if name == conv.PROGRESS_EVENT:
+        name = "task_progress" if role.kind is Kind.TASK else "workflow_progress"
+    status = _SPAN_EVENT_STATUS.get(name)
+    if status is None or name in _TERMINAL_OR_START:
+        return None
+    event_attrs = _attributes_of(span_event)
+    event = _base(identity, name, status, span_event.timestamp, f"v{index}")
+    _fill_metadata(event, event_attrs)
+    if conv.TASK_ATTEMPT in event_attrs:
+        event.attempt = _int(event_attrs[conv.TASK_ATTEMPT])
+    if name.endswith("_progress"):
+        _fill_progress(event, event_attrs.get(conv.PROGRESS))
+    if "exception.type" in event_attrs or conv.ERROR_CODE in event_attrs:
+        _fill_error(event, span, event_attrs, span_event)
+    event.message = _message(event_attrs, "") or event.error.message or _default_message(event)
+    return event
+
+
+def _dropped_events(span: SpanLike) -> int:
+    try:
+        return int(getattr(span, "dropped_events", 0) or 0)
+    except Exception:  # a span-like object without the counter
+        return 0
 
 
 class _Identity:
@@ -353,75 +367,3 @@ def _is_cancellation(exception: _EventLike | None) -> bool:
         return False
     exc_type = _attributes(exception.attributes).get("exception.type")
     return isinstance(exc_type, str) and exc_type.rsplit(".", 1)[-1] == "CancelledError"
-
-
-def _attributes_of(item: object) -> Mapping[str, Any]:
-    """A private copy of a span's or span event's attributes.
-
-    The SDK keeps them in ``BoundedAttributes``, whose public view copies key by key in
-    Python; its underlying dict copies at C speed, atomically under the GIL (so a span
-    still being written to by the business thread is read consistently).
-    """
-    raw = getattr(getattr(item, "_attributes", None), "_dict", None)
-    if isinstance(raw, dict):
-        return dict(raw)
-    return _attributes(getattr(item, "attributes", None))
-
-
-def _attributes(attributes: Attributes) -> Mapping[str, Any]:
-    if not attributes:
-        return {}
-    for _ in range(3):
-        try:
-            return dict(attributes)
-        except RuntimeError:  # mutated by the business thread while copying; try again
-            continue
-    return {}
-
-
-def _text(value: object, limit: int) -> str:
-    """Render an attribute value as valid UTF-8 text of at most ``limit`` characters."""
-    if type(value) is str and len(value) <= limit and value.isascii():
-        return value  # the common case, without further checks
-    if value is None:
-        return ""
-    if isinstance(value, str):
-        text = value
-    elif isinstance(value, bytes):
-        text = value.decode("utf-8", "replace")
-    elif isinstance(value, (list, tuple)):
-        text = "[" + ", ".join(_text(item, limit) for item in value[:64]) + "]"
-    else:
-        text = str(value)
-    if not text.isascii():
-        text = text.encode("utf-8", "replace").decode("utf-8")
-    if len(text) > limit:
-        removed = len(text) - limit
-        marker = f"{TRUNCATION_MARKER}{removed} chars]"
-        text = text[: max(0, limit - len(marker))] + marker
-    return text
-
-
-def _clock(value: object) -> int:
-    """A time in ns within 1970..9999, so every derived number fits the int64 fields."""
-    number = _number(value) if not isinstance(value, int) else value
-    if number is None:
-        return 0
-    return int(min(max(number, 0), _MAX_TIME_NS))
-
-
-def _number(value: object) -> float | None:
-    if isinstance(value, bool) or not isinstance(value, (int, float, str)):
-        return None
-    try:
-        number = float(value)
-    except ValueError:
-        return None
-    return number if math.isfinite(number) else None
-
-
-def _int(value: object) -> int:
-    number = _number(value)
-    if number is None:
-        return 0
-    return int(max(-(2**31), min(2**31 - 1, number)))

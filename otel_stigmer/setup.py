@@ -13,8 +13,8 @@ from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
 
 from otel_stigmer.contrib.temporal._sandbox import sandbox_pipeline
-from otel_stigmer.delivery import DeliveryStats
 from otel_stigmer.processor import StigmerSpanProcessor
+from otel_stigmer.stats import DeliveryStats
 
 if TYPE_CHECKING:
     from otel_stigmer.config import StigmerConfig

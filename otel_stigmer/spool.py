@@ -26,7 +26,7 @@ import threading
 import weakref
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import TypeVar
+from typing import Protocol, TypeVar
 
 from google.protobuf.message import DecodeError
 
@@ -34,7 +34,28 @@ from otel_stigmer.config import ENV_SPOOL_PATH
 from otel_stigmer.events import WorkflowProgressEvent
 from otel_stigmer.exceptions import ConfigError
 
-__all__ = ["SqliteSpool"]
+__all__ = ["Spool", "SqliteSpool"]
+
+
+class Spool(Protocol):
+    """Durable storage for undelivered events; the delivery outbox calls these hooks.
+
+    ``store`` runs when events enter the outbox, ``remove`` once they were delivered or
+    dropped, ``load`` once at start-up. All run on the sender thread.
+    """
+
+    def load(self) -> list[WorkflowProgressEvent]:
+        """Events left undelivered by an earlier process, in delivery order."""
+
+    def store(self, events: Sequence[WorkflowProgressEvent]) -> None:
+        """Persist events that entered the outbox."""
+
+    def remove(self, event_ids: Sequence[str]) -> None:
+        """Forget events that were delivered or dropped."""
+
+    def close(self) -> None:
+        """Release the file."""
+
 
 _log = logging.getLogger(__name__)
 

@@ -160,15 +160,17 @@ def test_live_processors_are_muted_during_a_capture() -> None:
         provider = trace.get_tracer_provider()
     assert isinstance(provider, TracerProvider)
     live_sink = MemorySink()
-    live = StigmerSpanProcessor(live_sink, synchronous=True)
+    live = StigmerSpanProcessor(live_sink)
     provider.add_span_processor(live)
     try:
         with capture_progress() as events:
             assert capture_active()
             ingest([], execution_id="wf-muted")
         assert events.types() == ["workflow_started", "workflow_completed"]
+        assert live.force_flush(10_000)
         assert live_sink.events == []
         ingest([], execution_id="wf-unmuted")
+        assert live.force_flush(10_000)
         assert [e.workflow_execution_id for e in live_sink.events] == ["wf-unmuted"] * 2
     finally:
         live.shutdown()

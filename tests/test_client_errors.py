@@ -6,7 +6,8 @@ import grpc
 from google.protobuf.duration_pb2 import Duration
 
 from otel_stigmer._proto.ai.stigmer.workflow.runner.v1.progress_pb2 import RetryInfo
-from otel_stigmer.client import RETRY_INFO_TRAILER, _retry_delay
+from otel_stigmer._wire import RETRY_INFO_TRAILER
+from otel_stigmer._wire import retry_delay as _retry_delay
 
 
 class _FakeError(grpc.RpcError):

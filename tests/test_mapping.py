@@ -16,9 +16,9 @@ from otel_stigmer.mapping import (
     MAX_MESSAGE_CHARS,
     TRUNCATION_MARKER,
     ended_events,
-    role_of,
     started_events,
 )
+from otel_stigmer.roles import NO_ROLE, Kind, SpanRole, role_of
 
 WF: dict[str, AttributeValue] = {conv.WORKFLOW_EXECUTION_ID: "ex-1", conv.WORKFLOW_NAME: "ingest"}
 TASK: dict[str, AttributeValue] = {**WF, conv.TASK_NAME: "fetch"}
@@ -46,12 +46,18 @@ def _summary(span: ReadableSpan) -> list[tuple[str, str, str]]:
 
 def test_roles() -> None:
     """Roles come from the conventions; a task without an execution id has none."""
-    assert role_of(WF) == "workflow"
-    assert role_of(TASK) == "task"
-    assert role_of({**WF, conv.EVENT_TYPE: "workflow_started"}) == "marker"
-    assert role_of({conv.TASK_NAME: "orphan"}) is None
-    assert role_of({"http.method": "GET"}) is None
-    assert role_of(None) is None
+    assert role_of(WF) == SpanRole(Kind.WORKFLOW, "ex-1")
+    assert role_of(TASK).kind is Kind.TASK
+    marker = role_of({**WF, conv.EVENT_TYPE: "workflow_completed"})
+    assert marker == SpanRole(Kind.MARKER, "ex-1", "workflow_completed")
+    assert marker.terminal
+    assert not role_of({**WF, conv.EVENT_TYPE: "workflow_started"}).terminal
+    orphan = role_of({conv.TASK_NAME: "orphan"})
+    assert orphan.kind is Kind.TASK
+    assert not orphan.reported
+    assert role_of({"http.method": "GET"}) is NO_ROLE
+    assert role_of(None) is NO_ROLE
+    assert not NO_ROLE.reported
 
 
 def test_workflow_span_completed(spans: tuple[TracerProvider, InMemorySpanExporter]) -> None:

@@ -162,11 +162,18 @@ def test_refused_status_returns_its_events(
     """INVALID_ARGUMENT or NOT_FOUND cannot succeed later: the events come back as refused."""
     sink = _sink(server)
     nameless = run("")
-    assert sink.send(nameless) == nameless  # the receiver requires execution_id
+    # The receiver requires an execution id.
+    refused_nameless = sink.send(nameless)
+    assert [r.event for r in refused_nameless] == nameless
+    assert {r.reason for r in refused_nameless} == {"rejected"}
     server.fail_next(1, grpc.StatusCode.NOT_FOUND, details="WorkflowExecution not found")
     with caplog.at_level(logging.WARNING):
         events = run("unknown")
-        assert sink.send(events) == events
+        refused = sink.send(events)
+        assert [r.event for r in refused] == events
+        assert {(r.reason, r.message) for r in refused} == {
+            ("refused", "WorkflowExecution not found")
+        }
     assert KEY not in caplog.text
     sink.close()
 
@@ -227,7 +234,7 @@ def test_oversized_status_goes_without_metadata_or_not_at_all(server: StigmerTes
     more = run("big", tasks=12, end="workflow_completed")[9:]  # eight more task events
     for event in more:
         event.task_name = "n" * 60
-    assert sink.send(more) == more
+    assert [r.event for r in sink.send(more)] == more
     assert sink.stats().oversized == 1
     assert sink.stats().open_executions == 0
     assert server.server.status_calls["big"] == 1

@@ -23,7 +23,7 @@ from otel_stigmer.config import StigmerConfig
 from otel_stigmer.events import WorkflowProgressEvent
 from otel_stigmer.exceptions import CallbackError
 from otel_stigmer.retry import RetryPolicy
-from otel_stigmer.sinks import PartialDeliveryError
+from otel_stigmer.sinks import PartialDeliveryError, Refused
 from otel_stigmer.status.client import StatusClient, UpdateStatusError
 from otel_stigmer.status.fold import ExecutionFold
 from otel_stigmer.status.wire import WorkflowExecutionStatus
@@ -40,6 +40,8 @@ _REFUSED = frozenset(
         grpc.StatusCode.FAILED_PRECONDITION,
     }
 )
+#: Why a status too large to send is refused.
+_TOO_LARGE = "status over the message size limit even without task metadata"
 DEFAULT_MAX_OPEN_EXECUTIONS = 10_000
 DEFAULT_MAX_FINISHED_IDS = 10_000
 #: Largest status sent: gRPC servers refuse messages over 4 MiB by default.
@@ -139,7 +141,7 @@ class StatusSink:
             held = self._open.get(execution_id)
             return None if held is None else held.fold.status()
 
-    def send(self, events: Sequence[WorkflowProgressEvent]) -> list[WorkflowProgressEvent]:
+    def send(self, events: Sequence[WorkflowProgressEvent]) -> list[Refused]:
         """Fold ``events`` and send the changed statuses; return the refused events.
 
         Raises:
@@ -152,13 +154,13 @@ class StatusSink:
             touched = self._fold(events)
             updates: list[tuple[str, WorkflowExecutionStatus, bytes]] = []
             done_ids: set[str] = set()
-            refused: list[WorkflowProgressEvent] = []
+            refused: list[Refused] = []
             for execution_id, batch in touched.items():
                 held = self._open[execution_id]
                 status = self._fit(execution_id, held.fold.status())
                 if status is None:
                     # A task list only grows: this execution can never be sent again.
-                    refused.extend(batch)
+                    refused.extend(Refused(event, "rejected", _TOO_LARGE) for event in batch)
                     done_ids.update(event.event_id for event in batch)
                     self._forget(execution_id)
                     continue
@@ -187,20 +189,18 @@ class StatusSink:
                     continue
                 self._stats.failed_calls += 1
                 if result.code in _REFUSED:
-                    refused.extend(batch)
+                    invalid = result.code == grpc.StatusCode.INVALID_ARGUMENT
+                    reason = "rejected" if invalid else "refused"
+                    refused.extend(Refused(event, reason, result.details) for event in batch)
                     done_ids.update(event.event_id for event in batch)
                 elif failure is None:
                     failure = result
             self._evict_settled()
         if failure is None:
             return refused
-        if refused:
-            _log.error(
-                "otel-stigmer: the receiver refused the status of %d events (dropped)", len(refused)
-            )
         done_ids.discard("")
         if done_ids:
-            raise PartialDeliveryError(failure, frozenset(done_ids))
+            raise PartialDeliveryError(failure, frozenset(done_ids), refused)
         raise failure
 
     def close(self) -> None:

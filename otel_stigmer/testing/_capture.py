@@ -18,6 +18,9 @@ from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor, TracerPro
 
 from otel_stigmer import _mute
 from otel_stigmer.events import WorkflowProgressEvent
+from otel_stigmer.recorder import SpanRecorder
+from otel_stigmer.records import Record, map_record
+from otel_stigmer.sequencing import Sequencer
 
 __all__ = [
     "DETERMINISTIC_EPOCH_MS",
@@ -239,21 +242,33 @@ _installed: weakref.WeakSet[TracerProvider] = weakref.WeakSet()
 _install_lock = threading.Lock()
 
 
-class _RoutingSink:
-    """The sink of the capture processor: hands events to the innermost active capture."""
+class _CaptureRecorder(SpanRecorder):
+    """Maps records on the calling thread and hands the events to the innermost capture.
 
-    def send(self, events: Sequence[WorkflowProgressEvent]) -> None:
-        with _captures_lock:
-            target = _captures[-1] if _captures else None
-        if target is not None:
-            target._receive(events)
+    Only forwarded to while a capture runs, so it costs nothing after.
+    """
 
-    def close(self) -> None:
-        """Nothing to release."""
+    def __init__(self) -> None:
+        super().__init__()
+        self._sequencer = Sequencer()
+        self._lock = threading.Lock()
+
+    def _active(self) -> bool:
+        return bool(_captures)
+
+    def _record(self, record: Record) -> None:
+        with self._lock:
+            events = map_record(record)
+            for event in events:
+                self._sequencer.assign(event)
+            with _captures_lock:
+                target = _captures[-1] if _captures else None
+            if target is not None and events:
+                target._receive(events)
 
 
 class _WhileCapturing(SpanProcessor):
-    """Forwards to the capture processor only while a capture runs, so it costs nothing after."""
+    """Forwards starts and ends to the recorder only while a capture runs."""
 
     def __init__(self, inner: SpanProcessor) -> None:
         self._inner = inner
@@ -267,23 +282,18 @@ class _WhileCapturing(SpanProcessor):
             self._inner.on_end(span)
 
     def force_flush(self, timeout_millis: int = 30_000) -> bool:
-        return self._inner.force_flush(timeout_millis)
+        return True
 
     def shutdown(self) -> None:
-        self._inner.shutdown()
+        """Nothing to release."""
 
 
 def _install() -> None:
-    # Imported here: the processor pulls in the delivery machinery, which only a capture needs.
-    from otel_stigmer.processor import StigmerSpanProcessor  # noqa: PLC0415
-
     with _install_lock:
         provider = _sdk_provider()
         if provider is None or provider in _installed:
             return
-        provider.add_span_processor(
-            _WhileCapturing(StigmerSpanProcessor(_RoutingSink(), synchronous=True, mutable=False))
-        )
+        provider.add_span_processor(_WhileCapturing(_CaptureRecorder()))
         _installed.add(provider)
 
 

@@ -38,11 +38,10 @@ class PerProcessFileSink:
     def __init__(self, directory: str) -> None:
         self.directory = directory
 
-    def send(self, events: Sequence[WorkflowProgressEvent]) -> list[WorkflowProgressEvent]:
+    def send(self, events: Sequence[WorkflowProgressEvent]) -> None:
         """Write ``events``; none is refused."""
         with open(os.path.join(self.directory, f"{os.getpid()}.events"), "a") as out:
             out.writelines(f"{e.workflow_execution_id} {e.event_type}\n" for e in events)
-        return []
 
     def close(self) -> None:
         """Nothing to release."""

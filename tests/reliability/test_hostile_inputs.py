@@ -22,7 +22,6 @@ from opentelemetry.trace import SpanContext, Status, StatusCode
 
 from otel_stigmer import StigmerConfig, configure
 from otel_stigmer import conventions as conv
-from otel_stigmer.delivery import START
 from otel_stigmer.events import WorkflowProgressEvent
 from otel_stigmer.mapping import (
     MAX_ID_CHARS,
@@ -33,6 +32,7 @@ from otel_stigmer.mapping import (
     TRUNCATION_MARKER,
 )
 from otel_stigmer.processor import StigmerSpanProcessor
+from otel_stigmer.records import START, Record
 from otel_stigmer.sinks import MemorySink
 from otel_stigmer.testing import StigmerTestServer
 
@@ -87,7 +87,7 @@ def _deliver(*spans: ReadableSpan, starts: bool = False) -> list[WorkflowProgres
     processor = StigmerSpanProcessor(sink)
     for span in spans:
         if starts:
-            processor.sender.submit(START, span, False)
+            processor.sender.submit(Record(START, span, False))
         processor.on_end(span)
     assert processor.force_flush(10_000)
     processor.shutdown(1_000)
@@ -267,7 +267,9 @@ def test_h20_unknown_marker_type_is_ignored() -> None:
     """H20: a marker span with an unknown event type reports nothing."""
     sink = MemorySink()
     processor = StigmerSpanProcessor(sink)
-    processor.sender.submit(START, _span(_wf(**{conv.EVENT_TYPE: "workflow_exploded"})), False)
+    processor.sender.submit(
+        Record(START, _span(_wf(**{conv.EVENT_TYPE: "workflow_exploded"})), False)
+    )
     assert processor.force_flush(10_000)
     assert sink.events == []
     processor.shutdown(1_000)
@@ -323,7 +325,7 @@ def test_h24_unreadable_span_is_skipped_and_the_rest_delivered(
     sink = MemorySink()
     processor = StigmerSpanProcessor(sink)
     bad = Exploding("bad", context=SpanContext(1, 1, is_remote=False), resource=EMPTY)
-    processor.sender.submit(START, bad, False)
+    processor.sender.submit(Record(START, bad, False))
     processor.on_end(_span(_wf()))
     assert processor.force_flush(10_000)
     assert [e.event_type for e in sink.events] == ["workflow_completed"]

@@ -15,7 +15,7 @@ from opentelemetry.sdk.trace import TracerProvider
 
 from otel_stigmer import StigmerConfig, configure
 from otel_stigmer.events import WorkflowProgressEvent
-from otel_stigmer.sinks import GrpcSink
+from otel_stigmer.sinks import GrpcSink, Refused
 from otel_stigmer.testing import StigmerTestServer
 
 from .hostile_receiver import GarbageReceiver, RawSocketReceiver
@@ -32,7 +32,7 @@ class RecordingSink:
         self.errors: list[BaseException] = []
         self._lock = threading.Lock()
 
-    def send(self, events: Sequence[WorkflowProgressEvent]) -> list[WorkflowProgressEvent]:
+    def send(self, events: Sequence[WorkflowProgressEvent]) -> list[Refused]:
         """Forward to the gRPC sink, keeping what it raises."""
         try:
             return self.inner.send(events)

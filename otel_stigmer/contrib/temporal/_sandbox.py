@@ -38,5 +38,5 @@ def sandbox_pipeline() -> StigmerPipeline | None:
     from otel_stigmer.setup import StigmerPipeline  # noqa: PLC0415 - avoid a cycle
     from otel_stigmer.sinks import MemorySink  # noqa: PLC0415 - avoid a cycle
 
-    processor = StigmerSpanProcessor(MemorySink(), synchronous=True, mutable=False)
+    processor = StigmerSpanProcessor(MemorySink())
     return StigmerPipeline(processor, TracerProvider(shutdown_on_exit=False))

@@ -1,0 +1,201 @@
+"""The gRPC side of the callback client: encoding, call pipelining, trailers (no policy).
+
+Requests are encoded deterministically, so a retried event goes out as the very bytes of
+its first attempt. :func:`run_ordered` keeps one call in flight per execution.
+"""
+
+from __future__ import annotations
+
+import collections
+import importlib.metadata
+import queue
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from typing import Any, TypeVar
+
+import grpc
+from opentelemetry import context as otel_context
+
+from otel_stigmer._proto.ai.stigmer.workflow.runner.v1 import progress_pb2
+from otel_stigmer.events import (
+    ProgressAckResponse,
+    ReportProgressBatchResponse,
+    WorkflowProgressEvent,
+)
+from otel_stigmer.exceptions import CallbackError
+from otel_stigmer.retry import RetryPolicy
+
+__all__ = [
+    "RETRY_INFO_TRAILER",
+    "Stub",
+    "channel_args",
+    "retry_delay",
+    "run_ordered",
+    "run_pipelined",
+    "suppress_instrumentation",
+    "user_agent",
+]
+
+#: Trailer in which a receiver may send a serialized ``google.rpc.RetryInfo``.
+RETRY_INFO_TRAILER = "google.rpc.retryinfo-bin"
+
+R = TypeVar("R")
+
+try:
+    # The public helper when opentelemetry-instrumentation is installed; it also sets the
+    # legacy plain-string key that older instrumentations check.
+    from opentelemetry.instrumentation.utils import suppress_instrumentation
+except ImportError:  # pragma: no cover - exercised only without opentelemetry-instrumentation
+    # The SDK's own exporters use this key of the API when the helper is unavailable.
+    from opentelemetry.context import _SUPPRESS_INSTRUMENTATION_KEY
+
+    @contextmanager
+    def suppress_instrumentation() -> Iterator[None]:
+        """Suppress OpenTelemetry instrumentation within the block."""
+        token = otel_context.attach(otel_context.set_value(_SUPPRESS_INSTRUMENTATION_KEY, True))
+        try:
+            yield
+        finally:
+            otel_context.detach(token)
+
+
+def user_agent() -> str:
+    try:
+        version = importlib.metadata.version("otel-stigmer")
+    except importlib.metadata.PackageNotFoundError:  # pragma: no cover - source checkout
+        version = "0+unknown"
+    return f"otel-stigmer/{version}"
+
+
+def retry_delay(error: grpc.RpcError) -> float | None:
+    """Read the server's ``RetryInfo`` trailer, if any; malformed trailers are ignored."""
+    trailers = getattr(error, "trailing_metadata", None)
+    try:
+        items = trailers() if callable(trailers) else None
+    except Exception:  # a broken call object must not hide the real error
+        return None
+    for key, value in items or ():
+        if key != RETRY_INFO_TRAILER or not isinstance(value, bytes):
+            continue
+        try:
+            info = progress_pb2.RetryInfo.FromString(value)
+        except Exception:  # protobuf raises its own DecodeError types
+            return None
+        delay = info.retry_delay.seconds + info.retry_delay.nanos / 1e9
+        return delay if delay > 0 else None
+    return None
+
+
+def channel_args(
+    policy: RetryPolicy, extra: Sequence[tuple[str, Any]], *, allow_proxy: bool = False
+) -> list[tuple[str, Any]]:
+    """The client's channel arguments; ``extra`` overrides them."""
+    options: dict[str, Any] = {
+        # Retrying is ours (visible, interruptible, policy-driven); gRPC's would double it.
+        "grpc.enable_retries": 0,
+        # The key goes only where the endpoint says: no proxy from the environment
+        # unless allowed, and then only with TLS (checked by the config).
+        "grpc.enable_http_proxy": int(allow_proxy),
+        "grpc.primary_user_agent": user_agent(),
+        # gRPC's reconnect backoff (1 s growing to 120 s by default) would fail our
+        # retries fast long after a receiver is back; keep it in step with our policy.
+        "grpc.initial_reconnect_backoff_ms": max(1, round(policy.initial_backoff * 1000)),
+        "grpc.max_reconnect_backoff_ms": max(1, round(policy.max_backoff * 1000)),
+    }
+    options.update(dict(extra))
+    return list(options.items())
+
+
+def run_pipelined(
+    events: Sequence[WorkflowProgressEvent],
+    start: Callable[[WorkflowProgressEvent], grpc.Future[R]],
+    finish: Callable[[grpc.Future[R]], R | CallbackError],
+    closed: Callable[[], CallbackError],
+    max_in_flight: int,
+) -> list[R | CallbackError]:
+    """Start one call per event, at most ``max_in_flight`` at a time, in input order."""
+    results: list[R | CallbackError] = [closed()] * len(events)
+    pending: collections.deque[tuple[int, grpc.Future[R]]] = collections.deque()
+    for index, event in enumerate(events):
+        if len(pending) >= max_in_flight:
+            done, future = pending.popleft()
+            results[done] = finish(future)
+        try:
+            pending.append((index, start(event)))
+        except ValueError:  # grpc's word for a closed channel
+            continue
+    while pending:
+        done, future = pending.popleft()
+        results[done] = finish(future)
+    return results
+
+
+def run_ordered(
+    events: Sequence[WorkflowProgressEvent],
+    start: Callable[[WorkflowProgressEvent], grpc.Future[R]],
+    finish: Callable[[grpc.Future[R]], R | CallbackError],
+    closed: Callable[[], CallbackError],
+    max_in_flight: int,
+) -> list[R | CallbackError | None]:
+    """One call in flight per execution, up to ``max_in_flight`` executions at a time.
+
+    After a failure the rest of that execution is not sent (``None``); others go on.
+    """
+    results: list[R | CallbackError | None] = [None] * len(events)
+    chains: dict[str, collections.deque[int]] = {}
+    for index, event in enumerate(events):
+        chains.setdefault(event.workflow_execution_id, collections.deque()).append(index)
+    waiting = collections.deque(chains.values())
+    done: queue.SimpleQueue[tuple[collections.deque[int], int]] = queue.SimpleQueue()
+    futures: dict[int, grpc.Future[R]] = {}
+    while waiting or futures:
+        while waiting and len(futures) < max_in_flight:
+            chain = waiting.popleft()
+            index = chain.popleft()
+            try:
+                futures[index] = start(events[index])
+            except ValueError:  # grpc's word for a closed channel
+                results[index] = closed()
+                continue
+            futures[index].add_done_callback(_notify(done, chain, index))
+        if not futures:
+            break
+        chain, index = done.get()
+        outcome = results[index] = finish(futures.pop(index))
+        if isinstance(outcome, CallbackError):
+            chain.clear()  # the rest of this execution waits for the next attempt
+        elif chain:
+            waiting.append(chain)
+    return results
+
+
+def _notify(
+    done: queue.SimpleQueue[tuple[collections.deque[int], int]],
+    chain: collections.deque[int],
+    index: int,
+) -> Any:
+    return lambda _future: done.put((chain, index))
+
+
+def _serialize(message: Any) -> bytes:
+    # Deterministic: a retried event goes out as the very bytes of its first attempt.
+    data: bytes = message.SerializeToString(deterministic=True)
+    return data
+
+
+class Stub:
+    """The two RPCs of the callback service, with deterministic request encoding."""
+
+    _SERVICE = "/ai.stigmer.workflow.runner.v1.WorkflowRunnerCommandController/"
+
+    def __init__(self, channel: grpc.Channel) -> None:
+        self.report_progress = channel.unary_unary(
+            self._SERVICE + "report_progress",
+            request_serializer=_serialize,
+            response_deserializer=ProgressAckResponse.FromString,
+        )
+        self.report_progress_batch = channel.unary_unary(
+            self._SERVICE + "report_progress_batch",
+            request_serializer=_serialize,
+            response_deserializer=ReportProgressBatchResponse.FromString,
+        )

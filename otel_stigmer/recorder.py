@@ -1,0 +1,66 @@
+"""From SDK span hooks to records: start, live span events, end (no delivery here)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from opentelemetry.context import Context
+from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor
+
+from otel_stigmer._guard import swallow_errors
+from otel_stigmer.records import EVENT, OUTCOME, START, Record
+from otel_stigmer.roles import Kind, claim_role, role_of
+from otel_stigmer.span_events import watch_span_events
+
+__all__ = ["SpanRecorder"]
+
+
+class SpanRecorder(SpanProcessor):
+    """Turns what happens to workflow and task spans into :class:`Record` s, live.
+
+    ``on_start`` claims the span's role (inheriting the workflow identity onto task
+    spans) and records the start; span events that map to Stigmer events are recorded
+    as they are added; ``on_end`` records the outcome. Subclasses decide where records
+    go (:meth:`_record`) and whether they are wanted right now (:meth:`_active`).
+    """
+
+    def __init__(self) -> None:
+        self._watched: set[int] = set()
+
+    def _record(self, record: Record) -> None:
+        raise NotImplementedError
+
+    def _active(self) -> bool:
+        return True
+
+    @swallow_errors(None)
+    def on_start(self, span: Span, parent_context: Context | None = None) -> None:
+        """Record ``*_started`` and watch the span's events (enqueue only)."""
+        if not span.attributes:
+            return
+        role = claim_role(span, parent_context)
+        if not role.reported or role.kind is Kind.MARKER or not self._active():
+            return  # a marker span is reported when it ends, with its exception recorded
+        self._record(Record(START, span, False))
+        self._watched.add(span.context.span_id)
+        watch_span_events(span, self._on_span_event)
+
+    @swallow_errors(None)
+    def _on_span_event(self, span: Span, span_event: Any, index: int) -> None:
+        if self._active():
+            self._record(Record(EVENT, span, False, 1, span_event, index))
+
+    @swallow_errors(None)
+    def on_end(self, span: ReadableSpan) -> None:
+        """Record the outcome, with the span events not reported live (enqueue only)."""
+        role = role_of(span.attributes)
+        context = span.context
+        watched = context is not None and context.span_id in self._watched
+        if watched:
+            self._watched.discard(context.span_id)
+        if not role.reported or not self._active():
+            return
+        if role.kind is Kind.MARKER:
+            self._record(Record(START, span, role.terminal))  # one event, mapped as a start
+        else:
+            self._record(Record(OUTCOME, span, True) if watched else Record.ended(span))
