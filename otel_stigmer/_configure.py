@@ -70,7 +70,6 @@ class StigmerPipeline:
     methods are harmless no-ops.
 
     Attributes:
-        processor: The live processor, or ``None`` when inactive.
         tracer_provider: The SDK provider it is attached to, or ``None`` when inactive.
         reason: Why the pipeline is inactive (empty when active).
     """
@@ -82,14 +81,25 @@ class StigmerPipeline:
         *,
         reason: str = "",
     ) -> None:
-        self.processor = processor
+        self._processor = processor
         self.tracer_provider = tracer_provider
         self.reason = reason
 
     @property
     def active(self) -> bool:
         """Whether this pipeline reports anything."""
-        return self.processor is not None
+        return self._processor is not None
+
+    @property
+    def processor(self) -> StigmerSpanProcessor:
+        """The live processor.
+
+        Raises:
+            RuntimeError: When the pipeline is inactive (``reason`` says why).
+        """
+        if self._processor is None:
+            raise RuntimeError(f"this Stigmer pipeline is inactive: {self.reason}")
+        return self._processor
 
     def force_flush(self, timeout_millis: int = 30_000) -> bool:
         """Deliver everything reported so far; False if the timeout passed first.
@@ -98,7 +108,7 @@ class StigmerPipeline:
             TypeError: When ``timeout_millis`` is not a whole number of milliseconds.
         """
         _check_millis("force_flush", timeout_millis)
-        return True if self.processor is None else self.processor.force_flush(timeout_millis)
+        return True if self._processor is None else self._processor.force_flush(timeout_millis)
 
     def shutdown(self, timeout_millis: int = 30_000) -> None:
         """Flush within the timeout and stop reporting.
@@ -107,15 +117,15 @@ class StigmerPipeline:
             TypeError: When ``timeout_millis`` is not a whole number of milliseconds.
         """
         _check_millis("shutdown", timeout_millis)
-        if self.processor is not None:
-            self.processor.shutdown(timeout_millis)
+        if self._processor is not None:
+            self._processor.shutdown(timeout_millis)
 
     def stats(self) -> DeliveryStats:
         """Delivery counters (enqueued, sent, retried, dropped by reason, queue depth)."""
-        return DeliveryStats() if self.processor is None else self.processor.stats()
+        return DeliveryStats() if self._processor is None else self._processor.stats()
 
     def __repr__(self) -> str:
-        if self.processor is None:
+        if self._processor is None:
             return f"StigmerPipeline(inactive: {self.reason})"
         return f"StigmerPipeline(active, provider={type(self.tracer_provider).__name__})"
 
@@ -130,7 +140,7 @@ class _Slot(SpanProcessor):
 
     def _current(self) -> StigmerSpanProcessor | None:
         pipeline = self.pipeline
-        return None if pipeline is None else pipeline.processor
+        return None if pipeline is None else pipeline._processor
 
     def on_start(self, span: Span, parent_context: Context | None = None) -> None:
         processor = self._current()
@@ -290,8 +300,7 @@ def _same_settings(old: tuple[object, ...] | None, new: tuple[object, ...]) -> b
 
 
 def _shutdown_quietly(pipeline: StigmerPipeline) -> None:
-    if pipeline.processor is not None:
-        pipeline.processor.shutdown(_EXIT_TIMEOUT_MILLIS)
+    pipeline.shutdown(_EXIT_TIMEOUT_MILLIS)
 
 
 def _check_arguments(
