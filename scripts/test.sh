@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Run every check: generated stubs current, ruff, mypy --strict, and the whole pytest suite
-# (including the Temporal dev server and headless Chromium tests).
+# Run every check: generated stubs current, ruff, mypy --strict, the documentation site
+# (mkdocs --strict), and the whole pytest suite (including the Temporal dev server, headless
+# Chromium and every Python snippet of README.md and docs/).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/bootstrap.sh dev,temporal
@@ -17,4 +18,7 @@ $py scripts/gen_proto.py --check
 $py -m ruff check .
 $py -m ruff format --check .
 $py -m mypy
+site_dir="$(mktemp -d)"
+NO_MKDOCS_2_WARNING=1 $py -m mkdocs build --strict --quiet --site-dir "$site_dir"
+rm -rf "$site_dir"
 $py -m pytest "$@"
