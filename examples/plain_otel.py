@@ -8,10 +8,8 @@ from opentelemetry import trace
 
 tracer = trace.get_tracer("runner")
 
-with (
-    tracer.start_as_current_span(
-        "ingest", attributes={"stigmer.workflow.execution_id": "wfexec-123"}
-    ),
-    tracer.start_as_current_span("fetch", attributes={"stigmer.task.name": "fetch"}) as span,
+with tracer.start_as_current_span(
+    "ingest", attributes={"stigmer.workflow.execution_id": "wfexec-123"}
 ):
-    span.add_event("progress", {"stigmer.progress": 50, "stigmer.message": "half way"})
+    with tracer.start_as_current_span("fetch", attributes={"stigmer.task.name": "fetch"}) as span:
+        span.add_event("progress", {"stigmer.progress": 50, "stigmer.message": "half way"})
