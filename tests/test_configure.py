@@ -371,3 +371,27 @@ def test_identity_baggage_policy_rejects_unknown_values(monkeypatch: pytest.Monk
     monkeypatch.setenv(_baggage_policy.ENV_IDENTITY_BAGGAGE, "everywhere")
     with pytest.raises(ConfigError, match=r"STIGMER_IDENTITY_BAGGAGE='everywhere'.*'helpers'"):
         _baggage_policy.install()
+
+
+def test_configure_with_tls_against_a_plaintext_local_receiver_logs_the_hint() -> None:
+    """configure() itself starts the probe: the hint is in the runner's output, once."""
+    with StigmerTestServer(api_key="k-tls") as server:
+        env = _clean_env(**{**server.env(), "STIGMER_SERVICE_USE_TLS": "true"})
+        result = _python(
+            """
+            import logging, threading
+            import otel_stigmer
+
+            logging.basicConfig()
+            otel_stigmer.configure()
+            otel_stigmer.configure()
+            for thread in threading.enumerate():
+                if thread.name == "otel-stigmer-tls-check":
+                    thread.join(10)
+            """,
+            env,
+        )
+    assert result.returncode == 0, result.stderr
+    assert result.stderr.count("does not answer in TLS") == 1
+    assert "set STIGMER_SERVICE_USE_TLS=false" in result.stderr
+    assert "k-tls" not in result.stderr
