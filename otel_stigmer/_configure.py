@@ -220,6 +220,7 @@ def configure_as(
             "disabled", logging.INFO, "otel-stigmer: %s=true, reporting is off", ENV_SDK_DISABLED
         )
         return StigmerPipeline(None, None, reason=f"{ENV_SDK_DISABLED}=true")
+    _baggage_policy.install()  # validates STIGMER_IDENTITY_BAGGAGE before anything is attached
     with _lock:
         if sink is None and config is None:
             config = _config_from_env()
@@ -229,7 +230,6 @@ def configure_as(
                 )
         provider = tracer_provider if tracer_provider is not None else _global_sdk_provider()
         pipeline = _attach(source, provider, config, sink, retry_policy)
-    _baggage_policy.install()
     if config is not None:
         _tls_hint.check_in_background(config)
     return pipeline

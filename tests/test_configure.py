@@ -367,10 +367,18 @@ def test_identity_baggage_filter_leaves_other_entries_and_helpers_keep_identity(
 
 
 def test_identity_baggage_policy_rejects_unknown_values(monkeypatch: pytest.MonkeyPatch) -> None:
-    """A typo in STIGMER_IDENTITY_BAGGAGE is a ConfigError naming the variable and the values."""
+    """A typo in STIGMER_IDENTITY_BAGGAGE is a ConfigError naming the variable and the values,
+    raised by configure() before anything is attached."""
+    from otel_stigmer._configure import has_pipeline  # noqa: PLC0415
+    from otel_stigmer.sinks import MemorySink  # noqa: PLC0415
+
     monkeypatch.setenv(_baggage_policy.ENV_IDENTITY_BAGGAGE, "everywhere")
     with pytest.raises(ConfigError, match=r"STIGMER_IDENTITY_BAGGAGE='everywhere'.*'helpers'"):
         _baggage_policy.install()
+    provider = TracerProvider()
+    with pytest.raises(ConfigError, match="STIGMER_IDENTITY_BAGGAGE"):
+        configure(sink=MemorySink(), tracer_provider=provider)
+    assert not has_pipeline(provider)
 
 
 def test_configure_with_tls_against_a_plaintext_local_receiver_logs_the_hint() -> None:
