@@ -15,8 +15,8 @@ from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExport
 from opentelemetry.sdk.trace import ReadableSpan, SpanProcessor, TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExportResult
 
+from otel_stigmer import StigmerPipeline, configure
 from otel_stigmer.config import StigmerConfig
-from otel_stigmer.setup import StigmerPipeline, configure
 
 __all__ = ["CountingOtlpExporter", "Installed", "install"]
 

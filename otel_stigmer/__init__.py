@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from otel_stigmer._configure import StigmerPipeline, configure
 from otel_stigmer.client import CallbackClient
 from otel_stigmer.config import StigmerConfig
 from otel_stigmer.decorators import new_execution_id, task, workflow
@@ -19,7 +20,6 @@ from otel_stigmer.exceptions import CallbackError, ConfigError
 from otel_stigmer.exporter import StigmerSpanExporter
 from otel_stigmer.processor import StigmerSpanProcessor
 from otel_stigmer.retry import RetryPolicy
-from otel_stigmer.setup import StigmerPipeline, configure
 from otel_stigmer.sinks import EventSink
 from otel_stigmer.stats import DeliveryStats
 

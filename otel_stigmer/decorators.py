@@ -424,6 +424,13 @@ async def _traced_async_generator(
 _tracer_cache: tuple[trace.TracerProvider, Tracer] | None = None
 
 
+def _warn_if_unconfigured() -> None:
+    # Imported here: the pipeline module pulls in the delivery machinery.
+    from otel_stigmer._configure import warn_if_unconfigured  # noqa: PLC0415
+
+    warn_if_unconfigured(trace.get_tracer_provider())
+
+
 def _tracer() -> Tracer:
     # Looked up per call (cached per provider) so a provider configured after import is used.
     global _tracer_cache  # noqa: PLW0603 - a one-entry cache keyed by the global provider
@@ -469,7 +476,10 @@ def _begin_span(
         execution_id = from_call or enclosing_id or new_execution_id()
         attributes[conv.WORKFLOW_EXECUTION_ID] = execution_id
         attributes[conv.WORKFLOW_NAME] = spec.name
-        span = _tracer().start_span(spec.name, context=parent, attributes=attributes)
+        tracer = _tracer()
+        if not enclosing_id:
+            _warn_if_unconfigured()
+        span = tracer.start_span(spec.name, context=parent, attributes=attributes)
         ctx = trace.set_span_in_context(span, parent)
         ctx = baggage.set_baggage(conv.BAGGAGE_EXECUTION_ID, execution_id, ctx)
         ctx = baggage.set_baggage(conv.BAGGAGE_WORKFLOW_NAME, spec.name, ctx)

@@ -5,7 +5,9 @@ Within one process, asyncio tasks (``asyncio.gather``, ``create_task``) and
 submit through :class:`ContextExecutor`, or wrap the callable with :func:`run_in_context`.
 
 Across processes, the W3C ``traceparent`` and ``baggage`` headers (the globally configured
-OTel propagators) carry the trace and the workflow identity: :func:`inject_headers` on the
+OTel propagators) carry the trace and the workflow identity. These helpers always include the
+identity; other outgoing calls include it only with ``STIGMER_IDENTITY_BAGGAGE=all`` (see
+``otel_stigmer._baggage_policy``). Use :func:`inject_headers` on the
 sending side, :func:`attach_headers` around the work on the receiving side. For a subprocess,
 :func:`inject_environ` / :func:`attach_environ` use the environment variables ``TRACEPARENT``,
 ``TRACESTATE`` and ``BAGGAGE`` as the carrier.
@@ -24,6 +26,8 @@ from typing import ParamSpec, TypeVar
 from opentelemetry import context as otel_context
 from opentelemetry import propagate
 from opentelemetry.context import Context
+
+from otel_stigmer._baggage_policy import unfiltered
 
 __all__ = [
     "ContextExecutor",
@@ -48,7 +52,7 @@ def inject_headers(context: Context | None = None) -> dict[str, str]:
         A new dict to send along with a request or message to a worker.
     """
     carrier: dict[str, str] = {}
-    propagate.inject(carrier, context=context)
+    unfiltered().inject(carrier, context=context)
     return carrier
 
 

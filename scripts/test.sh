@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
-# Run every check: generated stubs current, ruff, mypy --strict, the whole pytest suite
-# (including the Temporal dev server and headless Chromium tests), then the quick benchmark,
-# whose table of ratios goes to the log (a missed goal does not fail the run; a crash does).
+# Run every check: generated stubs current, ruff, mypy --strict, the documentation site
+# (mkdocs --strict), and the whole pytest suite (including the Temporal dev server, headless
+# Chromium and every Python snippet of README.md and docs/), then the quick
+# benchmark, whose table of ratios goes to the log (a missed goal does not fail the run; a
+# crash does).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/bootstrap.sh dev,temporal
@@ -18,5 +20,8 @@ $py scripts/gen_proto.py --check
 $py -m ruff check .
 $py -m ruff format --check .
 $py -m mypy
+site_dir="$(mktemp -d)"
+NO_MKDOCS_2_WARNING=1 $py -m mkdocs build --strict --quiet --site-dir "$site_dir"
+rm -rf "$site_dir"
 $py -m pytest "$@"
 $py -m benchmarks --quick

@@ -13,14 +13,14 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from opentelemetry import baggage, context, propagate
+from opentelemetry import baggage, context
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor
 
-from otel_stigmer import StigmerConfig, StigmerSpanExporter, configure
+from otel_stigmer import StigmerConfig, StigmerPipeline, StigmerSpanExporter, configure
 from otel_stigmer import conventions as conv
+from otel_stigmer.propagation import inject_headers
 from otel_stigmer.retry import RetryPolicy
-from otel_stigmer.setup import StigmerPipeline
 from otel_stigmer.testing import StigmerTestServer
 
 CANARY = "canary-key-7f3a9c"  # must never show up in logs
@@ -160,8 +160,7 @@ def test_two_processes_report_one_execution_in_order(
         with tracer.start_as_current_span("local-1", attributes={conv.TASK_NAME: "local-1"}):
             pass
         token = context.attach(baggage.set_baggage(conv.BAGGAGE_EXECUTION_ID, "wf-2proc"))
-        carrier: dict[str, str] = {}
-        propagate.inject(carrier)
+        carrier = inject_headers()  # the identity leaves only through the helpers
         context.detach(token)
         env = {
             **os.environ,

@@ -18,8 +18,8 @@ import pytest
 from status_oracle import expected_outcome, stored_outcome
 
 from otel_stigmer import StigmerConfig
+from otel_stigmer._configure import _global_sdk_provider
 from otel_stigmer.processor import StigmerSpanProcessor
-from otel_stigmer.setup import _global_sdk_provider
 from otel_stigmer.status import StatusSink
 from otel_stigmer.status.wire import TERMINAL_PHASES, ExecutionPhase
 from otel_stigmer.testing import StigmerTestServer

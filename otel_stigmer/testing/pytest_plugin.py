@@ -37,11 +37,26 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    """Register the ``stigmer_deterministic`` marker (so ``--strict-markers`` accepts it)."""
+    """Register the ``stigmer_deterministic`` marker, and tell ``configure()`` it runs in tests.
+
+    In a test session, ``otel_stigmer.configure()`` with no ``STIGMER_SERVICE_*`` connection
+    variable set logs one warning and reports nothing, instead of failing collection of a
+    module that calls it at import (the fixture captures the events anyway).
+    """
+    from otel_stigmer._configure import set_test_session  # noqa: PLC0415
+
+    set_test_session(True)
     config.addinivalue_line(
         "markers",
         f"{_MARKER}(enabled=True): stigmer_events renumbers ids and timestamps for this test",
     )
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    """End of the test session: a missing endpoint is an error again."""
+    from otel_stigmer._configure import set_test_session  # noqa: PLC0415
+
+    set_test_session(False)
 
 
 def _deterministic(request: pytest.FixtureRequest) -> bool:

@@ -22,10 +22,9 @@ import grpc
 import pytest
 from opentelemetry.sdk.trace import TracerProvider
 
-from otel_stigmer import StigmerConfig, configure
+from otel_stigmer import StigmerConfig, StigmerPipeline, configure
 from otel_stigmer.server.faults import Fault, FaultInjector
 from otel_stigmer.server.store import EventStore
-from otel_stigmer.setup import StigmerPipeline
 from otel_stigmer.testing import StigmerTestServer
 
 from .support import (

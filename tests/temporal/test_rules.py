@@ -147,6 +147,6 @@ def test_marker_reports_its_explicit_event_id_once_per_process() -> None:
 
 def test_importing_otel_stigmer_does_not_import_temporalio() -> None:
     """The sandbox check in configure() costs no temporalio import."""
-    code = "import sys, otel_stigmer; otel_stigmer.setup; print('temporalio' in sys.modules)"
+    code = "import sys, otel_stigmer; otel_stigmer.configure; print('temporalio' in sys.modules)"
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert done.stdout.strip() == "False"
