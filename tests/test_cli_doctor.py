@@ -116,3 +116,40 @@ def test_missing_configuration_fails_first() -> None:
     assert code == 1
     assert _outcomes(out)["configuration"] == "FAIL"
     assert "STIGMER_SERVICE_ENDPOINT is not set" in out
+
+
+def test_status_protocol_is_probed_with_update_status_and_nothing_is_stored() -> None:
+    """With STIGMER_PROTOCOL=status the probe is an updateStatus with an empty id: stores nothing."""
+    with StigmerTestServer(api_key=CANARY, protocol="status") as server:
+        code, out = _doctor(server.env())
+        assert server.status_store.statuses() == {}
+        assert server.status_store.updates() == []
+        assert server.events() == []
+        assert server.faults.calls["updateStatus"] == 1
+        assert server.faults.calls.get("report_progress_batch", 0) == 0
+    assert code == 0, out
+    assert _outcomes(out)["auth"] == "PASS"
+    assert "protocol status (updateStatus)" in out
+    assert "updateStatus refused a probe with an empty execution id (INVALID_ARGUMENT)" in out
+
+
+def test_status_protocol_with_a_wrong_key_fails_the_auth_step() -> None:
+    """A key the receiver rejects fails `auth` under the status protocol too, naming the variable."""
+    with StigmerTestServer(api_key=CANARY, protocol="status") as server:
+        code, out = _doctor({**server.env(), "STIGMER_SERVICE_API_KEY": "not-the-key"})
+        assert server.status_store.updates() == []
+    assert code == 1
+    assert _outcomes(out)["auth"] == "FAIL"
+    assert "authentication failed: check STIGMER_SERVICE_API_KEY (UNAUTHENTICATED" in out
+
+
+def test_status_protocol_against_a_stopped_receiver_fails_the_tcp_step() -> None:
+    """A stopped receiver fails `tcp` under the status protocol; `auth` is skipped."""
+    with StigmerTestServer(api_key=CANARY, protocol="status") as server:
+        env = server.env()
+        server.stop()
+        code, out = _doctor(env)
+    assert code == 1
+    assert _outcomes(out)["tcp"] == "FAIL"
+    assert _outcomes(out)["auth"] == "SKIP"
+    assert "fix: start the receiver" in out

@@ -2,7 +2,7 @@
 
 Checks, in order, and stops at the first failure (later steps are skipped): the
 configuration from the environment, DNS, TCP, the TLS handshake and an authenticated
-probe call. Each step prints PASS, FAIL or SKIP, with the fix on failure. The API key
+probe call of the configured protocol (``STIGMER_PROTOCOL``) that can change nothing. Each step prints PASS, FAIL or SKIP, with the fix on failure. The API key
 is reported as set, never shown.
 """
 
@@ -31,18 +31,22 @@ from otel_stigmer.config import (
     ENV_API_KEY_FILE,
     ENV_CA_FILE,
     ENV_ENDPOINT,
+    ENV_PROTOCOL,
     ENV_USE_TLS,
     PROXY_VARIABLES,
     StigmerConfig,
 )
 from otel_stigmer.events import WorkflowProgressEvent
 from otel_stigmer.exceptions import CallbackError, ConfigError
+from otel_stigmer.status.client import StatusClient
+from otel_stigmer.status.wire import WorkflowExecutionStatus
 
 __all__ = ["Check", "build_parser", "doctor_main", "run_checks"]
 
 _PROG = "otel-stigmer doctor"
 _EXPIRY_WARNING = datetime.timedelta(days=14)
 _PASS, _FAIL, _SKIP = "PASS", "FAIL", "SKIP"
+_CALLS = {"progress": "report_progress", "status": "updateStatus"}
 
 
 @dataclass(frozen=True)
@@ -103,7 +107,10 @@ def _check_config(environ: Mapping[str, str]) -> tuple[Check, StigmerConfig | No
         source = f"from {ENV_API_KEY if environ.get(ENV_API_KEY, '').strip() else ALIAS_API_KEY}"
     tls = "on" if config.use_tls else "off (plaintext)"
     roots = f", CA {config.ca_file}" if config.ca_file else ""
-    detail = f"endpoint {config.authority()}, TLS {tls}{roots}, API key set ({source})"
+    detail = (
+        f"endpoint {config.authority()}, TLS {tls}{roots}, API key set ({source}), "
+        f"protocol {config.protocol} ({_CALLS[config.protocol]})"
+    )
     proxies = [name for name in PROXY_VARIABLES if os.environ.get(name, "").strip()]
     if proxies:
         use = "used (TLS tunnel)" if config.allow_proxy else f"ignored ({ENV_ALLOW_PROXY} unset)"
@@ -237,7 +244,44 @@ def _auth_failure(exc: CallbackError, config: StigmerConfig) -> Check:
     )
 
 
+def _check_status_auth(config: StigmerConfig, timeout: float) -> Check:
+    """Probe ``updateStatus`` with an empty execution id: refused as invalid, never applied.
+
+    The open-source server validates the id before it loads an execution, and the
+    reference receiver checks the key first, so nothing can be stored or altered.
+    """
+    with _quiet_client_logs(), StatusClient(config) as client:
+        try:
+            client.update_status("", WorkflowExecutionStatus(), timeout=timeout)
+        except CallbackError as exc:
+            if exc.code in (grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.NOT_FOUND):
+                return Check(
+                    "auth",
+                    _PASS,
+                    f"reachable and authenticated: updateStatus refused a probe with an empty "
+                    f"execution id ({exc.code.name}), which no execution has",
+                )
+            if exc.code == grpc.StatusCode.UNIMPLEMENTED:
+                return Check(
+                    "auth",
+                    _FAIL,
+                    "the endpoint does not implement updateStatus (UNIMPLEMENTED)",
+                    f"if it is the Stigmer Service, unset {ENV_PROTOCOL} (or set it to "
+                    "progress); otherwise check that the endpoint is the open-source "
+                    "Stigmer server",
+                )
+            return _auth_failure(exc, config)
+    return Check(
+        "auth",
+        _PASS,
+        "reachable, but the receiver accepted an updateStatus with an empty execution id: "
+        "it does not validate updates",
+    )
+
+
 def _check_auth(config: StigmerConfig, timeout: float) -> Check:
+    if config.protocol == "status":
+        return _check_status_auth(config, timeout)
     with _quiet_client_logs(), CallbackClient(config) as client:
         try:
             # An empty batch stores nothing, yet passes authentication first.
@@ -262,6 +306,13 @@ def _check_auth(config: StigmerConfig, timeout: float) -> Check:
                     _PASS,
                     "authenticated: report_progress refused an empty probe event as invalid, "
                     "after the key check (this receiver has no batch RPC)",
+                )
+            if probe_error.code == grpc.StatusCode.UNIMPLEMENTED:
+                return Check(
+                    "auth",
+                    _FAIL,
+                    "the endpoint does not implement report_progress (UNIMPLEMENTED)",
+                    f"if it is the open-source Stigmer server, set {ENV_PROTOCOL}=status",
                 )
             return _auth_failure(probe_error, config)
     return Check(
