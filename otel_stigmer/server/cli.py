@@ -142,6 +142,7 @@ def _start_http(
         port=port,
         tls_cert_file=args.tls_cert,
         tls_key_file=args.tls_key,
+        status_store=server.status_store,
     )
     try:
         http.start()

@@ -17,7 +17,14 @@ the session cookie set by logging in):
   :func:`~otel_stigmer.server.json_view.event_to_row`; pages of up to 20,000);
 - ``GET /api/executions/{id}/stream`` and ``GET /api/stream`` (all executions): SSE, one
   ``data:`` JSON event per message with the store's arrival id as ``id:``, resumable with
-  ``Last-Event-ID`` (or ``?after=<id>``), keep-alive comments in between.
+  ``Last-Event-ID`` (or ``?after=<id>``), keep-alive comments in between;
+- ``GET /api/status-runs``: runs reported with ``updateStatus`` (see
+  :mod:`~otel_stigmer.server.status_runs`), newest first, with the query of
+  ``/api/executions``; the ``X-Last-Status-Id`` header holds the newest update id;
+- ``GET /api/status-stream``: SSE, one message per status run changed after the update id
+  given as ``Last-Event-ID`` (or ``?after=``), its newest update id as ``id:``;
+- ``GET /api/status`` and ``/api/status/{id}``: stored statuses (see
+  :mod:`~otel_stigmer.server.status_api`).
 
 Only the standard library is used (``http.server.ThreadingHTTPServer``).
 """
@@ -48,6 +55,13 @@ from otel_stigmer.server.auth import BearerKeyAuth
 from otel_stigmer.server.connections import ClosesConnectionsMixin
 from otel_stigmer.server.json_view import event_to_json, event_to_row, execution_to_json
 from otel_stigmer.server.sessions import SessionStore
+from otel_stigmer.server.status_runs import (
+    changed_runs,
+    newest_update_id,
+    run_to_json,
+    status_runs,
+)
+from otel_stigmer.server.status_store import StatusStore
 from otel_stigmer.server.store import EventStore, StoreClosedError, StoredEvent
 
 __all__ = ["SESSION_COOKIE", "LiveHttpServer"]
@@ -97,6 +111,8 @@ class LiveHttpServer:
         tls_cert_file: PEM certificate chain to serve HTTPS with; needs ``tls_key_file``.
         tls_key_file: Private key of ``tls_cert_file``.
         keepalive: Seconds between SSE keep-alive comments.
+        status_store: The receiver's status store, when in this process: status streams
+            then wake on each update instead of polling the file twice a second.
     """
 
     def __init__(
@@ -109,8 +125,10 @@ class LiveHttpServer:
         tls_cert_file: str | os.PathLike[str] | None = None,
         tls_key_file: str | os.PathLike[str] | None = None,
         keepalive: float = 15.0,
+        status_store: StatusStore | None = None,
     ) -> None:
         self.store = store
+        self.status_store = status_store
         self.auth = auth
         self.sessions = SessionStore()
         self.keepalive = keepalive
@@ -162,6 +180,8 @@ class LiveHttpServer:
         if (cert is None) != (key is None):
             raise ConfigError("HTTPS needs both a certificate and its key, or neither")
         self.stopping.clear()
+        if self.status_store is None:
+            StatusStore(self.store.path).close()  # the status tables, for the status routes
         httpd = _Server(
             (self._host, self._requested_port), _handler_for(self), ipv6=":" in self._host
         )
@@ -279,6 +299,8 @@ class _Handler(BaseHTTPRequestHandler):
             "/index.html": self._page,
             "/api/executions": lambda: self._executions(query),
             "/api/stream": lambda: self._stream(None, query),
+            "/api/status-runs": lambda: self._status_runs(query),
+            "/api/status-stream": lambda: self._status_stream(query),
         }
         handler = route.get(path) or self._execution_route(path, query)
         if handler is not None:
@@ -467,6 +489,78 @@ class _Handler(BaseHTTPRequestHandler):
             [execution_to_json(s) for s in summaries],
             {"X-Last-Event-Id": str(newest)},
         )
+
+    def _status_runs(self, query: dict[str, list[str]]) -> None:
+        limit = _int_param(query, "limit", _LIST_LIMIT)
+        status_name = query.get("status", [""])[0]
+        if limit is None or (status_name and status_name not in _STATUS_FILTERS):
+            self._json_error(
+                HTTPStatus.BAD_REQUEST,
+                "limit must be a positive number; status one of " + ", ".join(_STATUS_FILTERS),
+            )
+            return
+        try:
+            with self.app.store.reading() as conn:
+                newest = newest_update_id(conn)
+                runs = status_runs(
+                    conn,
+                    limit=min(limit, _LIST_LIMIT),
+                    status=_STATUS_FILTERS[status_name] if status_name else None,
+                    search=query.get("q", [""])[0].strip(),
+                    before=query.get("before", [""])[0] or None,
+                )
+        except StoreClosedError:
+            self._json_error(HTTPStatus.SERVICE_UNAVAILABLE, "receiver is shutting down")
+            return
+        self._json(
+            HTTPStatus.OK, [run_to_json(r) for r in runs], {"X-Last-Status-Id": str(newest)}
+        )
+
+    def _status_stream(self, query: dict[str, list[str]]) -> None:
+        resume = self.headers.get("Last-Event-ID") or query.get("after", ["0"])[0]
+        try:
+            last = max(0, int(resume))
+        except ValueError:
+            self._json_error(HTTPStatus.BAD_REQUEST, "Last-Event-ID must be an update id")
+            return
+        self.send_response(HTTPStatus.OK)
+        self._common_headers()
+        self.send_header("Content-Type", "text/event-stream; charset=utf-8")
+        self.send_header("X-Accel-Buffering", "no")
+        self.end_headers()
+        try:
+            self._status_pump(last)
+        except (BrokenPipeError, ConnectionResetError, TimeoutError, ssl.SSLError):
+            _log.debug("SSE client %s went away", self.address_string())
+        except StoreClosedError:
+            _log.debug("store closed under an SSE stream")
+
+    def _status_pump(self, last: int) -> None:
+        app = self.app
+        self._send("retry: 1000\n\n")
+        quiet_since = time.monotonic()
+        while not app.stopping.is_set():
+            with app.store.reading() as conn:
+                cursor, changed = changed_runs(conn, last, _STREAM_BATCH)
+            if changed:
+                self._send(
+                    "".join(
+                        f"id: {update_id}\ndata: "
+                        f"{json.dumps(run_to_json(run), separators=(',', ':'))}\n\n"
+                        for update_id, run in changed
+                    )
+                )
+                quiet_since = time.monotonic()
+            if cursor > last:
+                last = cursor
+                continue
+            if app.status_store is not None:
+                app.status_store.wait_for_change(last, _WAIT_SLICE)
+            else:
+                app.stopping.wait(_WAIT_SLICE)
+            if time.monotonic() - quiet_since >= app.keepalive:
+                self._send(": keep-alive\n\n")
+                quiet_since = time.monotonic()
 
     def _execution(self, execution_id: str) -> None:
         try:

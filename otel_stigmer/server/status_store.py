@@ -35,6 +35,7 @@ CREATE TABLE IF NOT EXISTS status_updates (
     payload BLOB NOT NULL
 );
 CREATE INDEX IF NOT EXISTS status_updates_execution ON status_updates (execution_id, id);
+CREATE INDEX IF NOT EXISTS execution_status_newest ON execution_status (first_update_id);
 """
 
 

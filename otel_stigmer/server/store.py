@@ -12,7 +12,7 @@ import queue
 import sqlite3
 import threading
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 
 from otel_stigmer.events import TERMINAL_EVENT_TYPES, WorkflowProgressEvent
@@ -341,6 +341,14 @@ class EventStore:
         finally:
             if self._conn is not None and self._readers.qsize() < _READERS:
                 self._readers.put(conn)
+
+    def reading(self) -> AbstractContextManager[sqlite3.Connection]:
+        """Lend a read-only connection to the file, for reads of its other tables.
+
+        Raises:
+            StoreClosedError: After :meth:`close`.
+        """
+        return self._reader()
 
     def add(self, events: Sequence[WorkflowProgressEvent]) -> tuple[int, int]:
         """Store events in one transaction, dropping those whose ``event_id`` is known.
