@@ -119,7 +119,7 @@ def test_missing_configuration_fails_first() -> None:
 
 
 def test_status_protocol_is_probed_with_update_status_and_nothing_is_stored() -> None:
-    """With STIGMER_PROTOCOL=status the probe is an updateStatus with an empty id: stores nothing."""
+    """Under STIGMER_PROTOCOL=status the probe is updateStatus with an empty id: nothing stored."""
     with StigmerTestServer(api_key=CANARY, protocol="status") as server:
         code, out = _doctor(server.env())
         assert server.status_store.statuses() == {}
@@ -134,7 +134,7 @@ def test_status_protocol_is_probed_with_update_status_and_nothing_is_stored() ->
 
 
 def test_status_protocol_with_a_wrong_key_fails_the_auth_step() -> None:
-    """A key the receiver rejects fails `auth` under the status protocol too, naming the variable."""
+    """A key the receiver rejects fails `auth` under the status protocol too, naming the key."""
     with StigmerTestServer(api_key=CANARY, protocol="status") as server:
         code, out = _doctor({**server.env(), "STIGMER_SERVICE_API_KEY": "not-the-key"})
         assert server.status_store.updates() == []

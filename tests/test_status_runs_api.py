@@ -70,7 +70,7 @@ def test_each_phase_maps_to_the_page_status_word(
         client.update_status(
             execution_id,
             WorkflowExecutionStatus(
-                phase=phase,  # type: ignore[arg-type]
+                phase=phase,
                 started_at="2026-01-11T14:30:22.250Z",
                 completed_at="2026-01-11T14:30:25.000Z",
                 tasks=[WorkflowTask(task_id="t1"), WorkflowTask(task_id="t2")],

@@ -2,7 +2,8 @@
 
 Checks, in order, and stops at the first failure (later steps are skipped): the
 configuration from the environment, DNS, TCP, the TLS handshake and an authenticated
-probe call of the configured protocol (``STIGMER_PROTOCOL``) that can change nothing. Each step prints PASS, FAIL or SKIP, with the fix on failure. The API key
+probe call of the configured protocol (``STIGMER_PROTOCOL``) that can change nothing.
+Each step prints PASS, FAIL or SKIP, with the fix on failure. The API key
 is reported as set, never shown.
 """
 
@@ -282,6 +283,10 @@ def _check_status_auth(config: StigmerConfig, timeout: float) -> Check:
 def _check_auth(config: StigmerConfig, timeout: float) -> Check:
     if config.protocol == "status":
         return _check_status_auth(config, timeout)
+    return _check_progress_auth(config, timeout)
+
+
+def _check_progress_auth(config: StigmerConfig, timeout: float) -> Check:
     with _quiet_client_logs(), CallbackClient(config) as client:
         try:
             # An empty batch stores nothing, yet passes authentication first.

@@ -512,9 +512,7 @@ class _Handler(BaseHTTPRequestHandler):
         except StoreClosedError:
             self._json_error(HTTPStatus.SERVICE_UNAVAILABLE, "receiver is shutting down")
             return
-        self._json(
-            HTTPStatus.OK, [run_to_json(r) for r in runs], {"X-Last-Status-Id": str(newest)}
-        )
+        self._json(HTTPStatus.OK, [run_to_json(r) for r in runs], {"X-Last-Status-Id": str(newest)})
 
     def _status_stream(self, query: dict[str, list[str]]) -> None:
         resume = self.headers.get("Last-Event-ID") or query.get("after", ["0"])[0]

@@ -43,9 +43,7 @@ _PHASE_OF: dict[str, int] = {word: phase for phase, word in PHASE_STATUS.items()
 
 _COLUMNS = "s.execution_id, s.payload, s.update_count, s.first_update_id, s.last_update_ms"
 # An execution with progress events is listed as a progress run.
-_NO_EVENTS = (
-    "NOT EXISTS (SELECT 1 FROM executions e WHERE e.execution_id = s.execution_id)"
-)
+_NO_EVENTS = "NOT EXISTS (SELECT 1 FROM executions e WHERE e.execution_id = s.execution_id)"
 
 
 @dataclass(frozen=True)
