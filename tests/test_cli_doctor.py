@@ -6,7 +6,10 @@ import os
 import re
 import subprocess
 import sys
+from concurrent import futures
 from pathlib import Path
+
+import grpc
 
 import otel_stigmer
 from otel_stigmer.testing import StigmerTestServer
@@ -153,3 +156,27 @@ def test_status_protocol_against_a_stopped_receiver_fails_the_tcp_step() -> None
     assert _outcomes(out)["tcp"] == "FAIL"
     assert _outcomes(out)["auth"] == "SKIP"
     assert "fix: start the receiver" in out
+
+
+def test_an_endpoint_without_the_protocols_rpc_names_stigmer_protocol_in_the_fix() -> None:
+    """A gRPC server lacking the configured protocol's RPC fails `auth` with STIGMER_PROTOCOL."""
+    bare = grpc.server(futures.ThreadPoolExecutor(max_workers=2))
+    port = bare.add_insecure_port("127.0.0.1:0")
+    bare.start()
+    try:
+        env = {
+            "STIGMER_SERVICE_ENDPOINT": f"127.0.0.1:{port}",
+            "STIGMER_SERVICE_API_KEY": CANARY,
+            "STIGMER_SERVICE_USE_TLS": "false",
+        }
+        progress_code, progress_out = _doctor(env)
+        status_code, status_out = _doctor({**env, "STIGMER_PROTOCOL": "status"})
+    finally:
+        bare.stop(None)
+    assert (progress_code, status_code) == (1, 1)
+    assert _outcomes(progress_out)["auth"] == "FAIL"
+    assert "does not implement report_progress (UNIMPLEMENTED)" in progress_out
+    assert "set STIGMER_PROTOCOL=status" in progress_out
+    assert _outcomes(status_out)["auth"] == "FAIL"
+    assert "does not implement updateStatus (UNIMPLEMENTED)" in status_out
+    assert "unset STIGMER_PROTOCOL" in status_out
