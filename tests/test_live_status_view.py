@@ -208,6 +208,8 @@ def test_status_updates_appear_live_and_the_status_filter_applies(
     _expect(tasks.first.locator(".num").nth(2)).to_have_text("1.50 s")
     _expect(tasks.nth(1)).to_have_attribute("data-status", "skipped")
     _expect(tasks.nth(1).locator(".status")).to_have_text("skipped")
+    icon = tasks.nth(1).locator(".status").evaluate("b => getComputedStyle(b, '::before').content")
+    assert icon == '"\u21b7 "'
     _expect(page.locator("#run-facts")).to_contain_text("duration 3.00 s")
     assert page.evaluate("window.__marker") == "same page"
 
