@@ -44,6 +44,11 @@ CANCELLED: Final = "cancelled"
 #: ``task_retry`` with the error, instead of ``task_failed``).
 RETRYING: Final = "retrying"
 
+#: Set to ``True`` on a task or workflow span whose start and outcome are reported by other
+#: means (marker spans, as the Temporal integration does): only its span events (progress,
+#: pause, resume, retry) become progress events, live as they are added.
+EVENTS_ONLY: Final = "stigmer.span.events_only"
+
 #: Marks a *marker span*: a span that stands for exactly one progress event of this type
 #: (for example ``workflow_started``) at its start time, instead of a start/end pair.
 #: Integrations whose engine cannot hold a span open (Temporal workflow code) use it.

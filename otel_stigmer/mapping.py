@@ -145,6 +145,8 @@ def started_events(span: SpanLike) -> list[WorkflowProgressEvent]:
         if event_type.endswith(("_failed", "_retry")):
             _fill_error(event, span, attrs, _last_exception(span.events))
         return [event]
+    if attrs.get(conv.EVENTS_ONLY) is True:
+        return []
     event_type = (
         EventType.TASK_STARTED.value if role.kind is Kind.TASK else EventType.WORKFLOW_STARTED.value
     )
@@ -168,7 +170,8 @@ def ended_events(span: SpanLike, *, span_events: bool = True) -> list[WorkflowPr
             event = _span_event_event(span_event, offset + index, role, identity, span)
             if event is not None:
                 events.append(event)
-    events.append(_terminal_event(span, attrs, role, identity))
+    if attrs.get(conv.EVENTS_ONLY) is not True:
+        events.append(_terminal_event(span, attrs, role, identity))
     return events
 
 

@@ -237,3 +237,20 @@ def test_error_code_of_a_script_exception_has_no_main_prefix(
     ):
         raise error("timed out")
     assert ended_events(_one(spans))[0].error.code == "GatewayTimeoutError"
+
+
+def test_events_only_span_reports_its_span_events_and_no_start_or_outcome(
+    spans: tuple[TracerProvider, InMemorySpanExporter],
+) -> None:
+    """With stigmer.span.events_only, start and end map to nothing; progress still maps."""
+    with (
+        spans[0]
+        .get_tracer("t")
+        .start_as_current_span(
+            "RunActivity:fetch", attributes={**TASK, conv.EVENTS_ONLY: True}
+        ) as span
+    ):
+        span.add_event("progress", {conv.PROGRESS: 40})
+    ended = _one(spans)
+    assert started_events(ended) == []
+    assert [(e.event_type, e.task_progress) for e in ended_events(ended)] == [("task_progress", 40)]

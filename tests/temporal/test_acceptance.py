@@ -51,6 +51,25 @@ def test_three_activities_report_started_pairs_completed(harness: Harness) -> No
     assert events[1].metadata["temporal.task_queue"] == "stigmer-tests"
 
 
+def test_progress_an_activity_adds_to_its_span_is_reported_between_its_start_and_end(
+    harness: Harness,
+) -> None:
+    """Progress span events on the activity's span are task_progress events of that call."""
+    handle = harness.start(["progress_step"])
+    events = harness.finish(handle)
+
+    assert rows(events) == [
+        STARTED,
+        ("task_started", "progress_step", 1),
+        ("task_progress", "progress_step", 1),
+        ("task_progress", "progress_step", 1),
+        ("task_completed", "progress_step", 1),
+        COMPLETED,
+    ]
+    assert [e.task_progress for e in events if e.event_type == "task_progress"] == [25, 75]
+    assert len({e.task_instance_id for e in events if e.task_name}) == 1
+
+
 def test_failed_attempt_that_will_be_retried_reports_task_retry(harness: Harness) -> None:
     """An attempt that fails and is retried reports task_retry (attempt 1, the error)."""
     events = harness.finish(harness.start(["flaky_step"]))

@@ -9,6 +9,7 @@ import time
 from datetime import timedelta
 from typing import NoReturn
 
+from opentelemetry import trace
 from temporalio import activity, workflow
 from temporalio.client import AsyncActivityCancelledError
 from temporalio.common import RetryPolicy
@@ -43,6 +44,15 @@ async def flaky_step(step: int) -> int:
 async def fatal_step(step: int) -> int:
     """Fail with an error Temporal does not retry."""
     raise ApplicationError("bad input", type="InvalidInput", non_retryable=True)
+
+
+@activity.defn
+async def progress_step(step: int) -> int:
+    """Report progress on the attempt's span, as a user's activity does."""
+    for percent in (25, 75):
+        trace.get_current_span().add_event("progress", {"stigmer.progress": percent})
+        await asyncio.sleep(0.05)
+    return os.getpid()
 
 
 @activity.defn
@@ -133,7 +143,15 @@ def cleanup_activity() -> None:
     """The sample's cleanup step."""
 
 
-LOCAL_ACTIVITIES = [ok_step, flaky_step, fatal_step, hang_step, compose_greeting, late_step]
+LOCAL_ACTIVITIES = [
+    ok_step,
+    flaky_step,
+    fatal_step,
+    progress_step,
+    hang_step,
+    compose_greeting,
+    late_step,
+]
 
 
 @workflow.defn

@@ -83,12 +83,15 @@ class StigmerActivityInboundInterceptor(ActivityInboundInterceptor):
             context = opentelemetry.baggage.set_baggage(
                 conv.BAGGAGE_WORKFLOW_NAME, identity.workflow_name, context
             )
+        attributes = temporal_attributes(info)
+        if identity is not None:
+            attributes.update(_progress_attributes(info, identity))
         token = opentelemetry.context.attach(context)
         try:
             with self._root.stigmer_tracer.start_as_current_span(
                 f"RunActivity:{info.activity_type}",
                 kind=SpanKind.SERVER,
-                attributes=temporal_attributes(info),
+                attributes=attributes,
                 record_exception=False,
                 set_status_on_exception=False,
             ) as span:
@@ -146,6 +149,22 @@ def temporal_attributes(info: temporalio.activity.Info) -> dict[str, AttributeVa
     if info.workflow_run_id:
         attributes["temporalRunID"] = info.workflow_run_id
     return attributes
+
+
+def _progress_attributes(
+    info: temporalio.activity.Info, identity: Identity
+) -> dict[str, AttributeValue]:
+    """Task identity on the attempt's span, so progress span events the activity adds to it
+    (``trace.get_current_span().add_event("progress", ...)``) are reported live; its start
+    and outcome are reported by markers, so the span reports its span events only."""
+    return {
+        conv.WORKFLOW_EXECUTION_ID: identity.execution_id,
+        conv.WORKFLOW_NAME: identity.workflow_name,
+        conv.TASK_NAME: info.activity_type,
+        conv.TASK_INSTANCE_ID: _ids.task_instance_id(info.workflow_run_id or "", info.activity_id),
+        conv.TASK_ATTEMPT: info.attempt,
+        conv.EVENTS_ONLY: True,
+    }
 
 
 class _Attempt:
