@@ -19,6 +19,7 @@ from collections.abc import Sequence
 
 from opentelemetry import context as otel_context
 
+from otel_stigmer._forksafe import CallGate
 from otel_stigmer.delivery_log import DeliveryLog
 from otel_stigmer.exceptions import CallbackError
 from otel_stigmer.intake import Intake
@@ -82,6 +83,9 @@ class Sender:
         self._sequencer = sequencer or Sequencer()
         self._rng = random.Random()
         self._closed = False
+        # A fork waits for the sink call in flight: a child forked mid-call could not
+        # deliver its own events (gRPC skips its fork handlers while a call runs).
+        self._gate = CallGate()
         self._reset()
         restored = self._outbox.restore()
         if restored:
@@ -89,6 +93,7 @@ class Sender:
             self._stats.enqueued += restored
             self._start_thread()
         _senders.add(self)
+        _flush_children_at_exit(self)
 
     def submit(self, record: Record) -> None:
         """Queue ``record``; never blocks on I/O and never raises."""
@@ -219,7 +224,8 @@ class Sender:
         """Send the oldest events; return the error, if any, and whether some went out."""
         entries = self._outbox.head(self._batch_size)
         try:
-            refused = self._sink.send([entry.event for entry in entries]) or ()
+            with self._gate.call():
+                refused = self._sink.send([entry.event for entry in entries]) or ()
         except PartialDeliveryError as error:
             done = error.delivered_ids
             self._settle([entry for entry in entries if entry.event_id in done], error.refused)
@@ -287,6 +293,33 @@ class Sender:
 
 
 _senders: weakref.WeakSet[Sender] = weakref.WeakSet()
+#: A child's own exit flush: how long a forked child may take to deliver at its exit.
+_CHILD_EXIT_FLUSH_MILLIS = 5_000
+
+
+def _flush_children_at_exit(sender: Sender) -> None:
+    """Make a ``multiprocessing`` child forked from this process deliver at its exit.
+
+    Such a child ends with ``os._exit``: interpreter exit hooks do not run there, only
+    ``multiprocessing``'s finalizers (cleared at the child's start, so armed after it). A
+    child forked by ``os.fork`` that exits normally flushes through the exit hook it
+    inherited.
+    """
+    from multiprocessing import util  # noqa: PLC0415 - only where processes are forked
+
+    util.register_after_fork(sender, _arm_exit_flush)
+
+
+def _arm_exit_flush(sender: Sender) -> None:
+    from multiprocessing import util  # noqa: PLC0415 - only in a forked child
+
+    util.Finalize(None, _exit_flush, args=(weakref.ref(sender),), exitpriority=100)
+
+
+def _exit_flush(ref: weakref.ReferenceType[Sender]) -> None:
+    sender = ref()
+    if sender is not None:
+        sender.shutdown(_CHILD_EXIT_FLUSH_MILLIS)
 
 
 def _reset_all_after_fork() -> None:
