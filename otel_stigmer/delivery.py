@@ -118,7 +118,7 @@ class Sender:
         self._count_drop("queue_full", self._intake.put(record))
         self._stats.records += 1
         if self._spool is not None and self._intake.weight > self._unspooled_window:
-            self._map_next(None)  # the sender is behind: spool now, a durable window
+            self._spool_on_caller()
         if self._idle and not self._wake.is_set():
             self._wake.set()
         if self._thread is None:
@@ -223,6 +223,20 @@ class Sender:
             if self._stop.is_set():
                 return
             self._back_off(error, failures)
+
+    def _spool_on_caller(self) -> None:
+        """The sender is behind: map and spool the queue on the calling thread now.
+
+        Instrumentation is suppressed meanwhile: a traced spool write would end spans that
+        come back here.
+        """
+        token = otel_context.attach(
+            otel_context.set_value(otel_context._SUPPRESS_INSTRUMENTATION_KEY, True)
+        )
+        try:
+            self._map_next(None)
+        finally:
+            otel_context.detach(token)
 
     def _map_next(self, limit: int | None) -> None:
         """Map, number and spool the oldest ``limit`` queued records (all when None).
