@@ -6,7 +6,9 @@ import json
 import os
 import subprocess
 import sys
+import warnings
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -70,3 +72,51 @@ def test_children_forked_from_a_busy_parent_with_the_grpc_sink_never_hang() -> N
         assert outcome["hung"] == 0
         assert outcome["exited"] == [0] * children
         assert len(_children_delivered(server, children)) == children
+
+
+def test_every_lock_held_by_another_thread_at_fork_is_free_in_the_child() -> None:
+    """Locks a parent thread holds at fork (sink, client, sequencer, modules) free in a child."""
+    import threading  # noqa: PLC0415 - only this test holds locks across a fork
+
+    from otel_stigmer import _mute, decorators, span_events  # noqa: PLC0415
+    from otel_stigmer.client import CallbackClient  # noqa: PLC0415
+    from otel_stigmer.config import StigmerConfig  # noqa: PLC0415
+    from otel_stigmer.sequencing import Sequencer  # noqa: PLC0415
+    from otel_stigmer.sinks import GrpcSink, MemorySink  # noqa: PLC0415
+
+    config = StigmerConfig("127.0.0.1:9", CANARY, use_tls=False)
+    client = CallbackClient(config)
+    owners: list[Any] = [Sequencer(), GrpcSink(config), MemorySink(), client]
+    modules = [(span_events, "_lock"), (decorators, "_id_lock"), (_mute, "_lock")]
+
+    def locks() -> list[threading.Lock]:
+        held = [owner._lock for owner in owners]
+        return held + [getattr(module, name) for module, name in modules]
+
+    taken = threading.Event()
+    release = threading.Event()
+
+    def hold() -> None:
+        for lock in locks():
+            lock.acquire()
+        taken.set()
+        release.wait(30)
+        for lock in locks():
+            lock.release()
+
+    holder = threading.Thread(target=hold)
+    holder.start()
+    try:
+        assert taken.wait(10)
+        with warnings.catch_warnings():  # Python 3.12+ warns about forking with threads
+            warnings.simplefilter("ignore", DeprecationWarning)
+            pid = os.fork()
+        if pid == 0:
+            free = all(lock.acquire(timeout=5) for lock in locks())
+            os._exit(0 if free else 1)
+        _, status = os.waitpid(pid, 0)
+    finally:
+        release.set()
+        holder.join()
+        client.close()
+    assert os.waitstatus_to_exitcode(status) == 0
