@@ -16,6 +16,7 @@ The policy is therefore by channel, chosen with ``STIGMER_IDENTITY_BAGGAGE``:
 from __future__ import annotations
 
 import os
+import sys
 import threading
 
 from opentelemetry import baggage, propagate
@@ -30,6 +31,7 @@ from opentelemetry.propagators.textmap import (
 )
 
 from otel_stigmer import conventions as conv
+from otel_stigmer._forksafe import renew_after_fork
 from otel_stigmer.exceptions import ConfigError
 
 __all__ = ["ENV_IDENTITY_BAGGAGE", "IdentityFilteringPropagator", "install", "unfiltered"]
@@ -39,6 +41,7 @@ ENV_IDENTITY_BAGGAGE = "STIGMER_IDENTITY_BAGGAGE"
 _POLICIES = ("helpers", "all")
 _IDENTITY_KEYS = (conv.BAGGAGE_EXECUTION_ID, conv.BAGGAGE_WORKFLOW_NAME)
 _lock = threading.Lock()
+renew_after_fork(sys.modules[__name__], "_lock")
 
 
 class IdentityFilteringPropagator(TextMapPropagator):

@@ -11,6 +11,7 @@ from __future__ import annotations
 import atexit
 import logging
 import os
+import sys
 import threading
 import weakref
 from typing import TYPE_CHECKING
@@ -21,6 +22,7 @@ from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor, TracerProvider
 
 from otel_stigmer import _baggage_policy, _mute, _tls_hint
+from otel_stigmer._forksafe import renew_after_fork
 from otel_stigmer.config import (
     ALIAS_API_KEY,
     ALIAS_ENDPOINT,
@@ -57,6 +59,7 @@ ENV_SDK_DISABLED = "OTEL_SDK_DISABLED"
 _CONNECTION_VARIABLES = (ENV_ENDPOINT, ALIAS_ENDPOINT, ENV_API_KEY, ALIAS_API_KEY, ENV_API_KEY_FILE)
 
 _lock = threading.Lock()
+renew_after_fork(sys.modules[__name__], "_lock")
 _slots: weakref.WeakKeyDictionary[TracerProvider, _Slot] = weakref.WeakKeyDictionary()
 # Providers configure() created and made global itself (to explain a later refusal of the user's).
 _created: weakref.WeakSet[TracerProvider] = weakref.WeakSet()

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import sys
 import threading
 
+from otel_stigmer._forksafe import renew_after_fork
+
 _lock = threading.Lock()
+renew_after_fork(sys.modules[__name__], "_lock")
 _depth = 0
 
 

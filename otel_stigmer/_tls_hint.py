@@ -12,8 +12,10 @@ from __future__ import annotations
 import logging
 import socket
 import ssl
+import sys
 import threading
 
+from otel_stigmer._forksafe import renew_after_fork
 from otel_stigmer.config import ENV_ENDPOINT, ENV_USE_TLS, StigmerConfig, is_loopback_host
 
 __all__ = ["check_in_background", "speaks_tls"]
@@ -22,6 +24,7 @@ _log = logging.getLogger("otel_stigmer")
 _PROBE_TIMEOUT_S = 2.0
 _checked: set[str] = set()
 _lock = threading.Lock()
+renew_after_fork(sys.modules[__name__], "_lock")
 
 
 def check_in_background(config: StigmerConfig) -> threading.Thread | None:

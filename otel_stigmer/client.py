@@ -18,6 +18,7 @@ from typing import Any
 
 import grpc
 
+from otel_stigmer._forksafe import renew_after_fork
 from otel_stigmer._wire import (
     RETRY_INFO_TRAILER,
     Stub,
@@ -79,6 +80,7 @@ class CallbackClient:
             else None
         )
         self._lock = threading.Lock()
+        renew_after_fork(self, "_lock")
         self._closed = threading.Event()
         self._key = config.read_api_key()
         self._known_keys: collections.deque[str] = collections.deque(

@@ -29,6 +29,7 @@ __all__ = [
     "ENV_ENDPOINT",
     "ENV_GRPC_TRACE",
     "ENV_MAX_BATCH_SIZE",
+    "ENV_MAX_QUEUE_BYTES",
     "ENV_MAX_QUEUE_SIZE",
     "ENV_PROTOCOL",
     "ENV_SPOOL_PATH",
@@ -63,6 +64,8 @@ ENV_ALLOW_PROXY = "STIGMER_SERVICE_ALLOW_PROXY"
 ENV_SPOOL_PATH = "STIGMER_SPOOL_PATH"
 #: Events held in memory by the delivery pipeline. Default 100000.
 ENV_MAX_QUEUE_SIZE = "STIGMER_MAX_QUEUE_SIZE"
+#: Bytes held in memory by each of the pipeline's two queues. Default 67108864 (64 MiB).
+ENV_MAX_QUEUE_BYTES = "STIGMER_MAX_QUEUE_BYTES"
 #: Events per ``report_progress_batch`` call. Default 500.
 ENV_MAX_BATCH_SIZE = "STIGMER_MAX_BATCH_SIZE"
 #: gRPC core's tracer list; refused while a key is in use (it prints the key).
@@ -325,6 +328,22 @@ def _check_positive_int(variable: str, value: object) -> None:
         raise _fail(variable, value, "not a positive integer", "use a whole number of at least 1")
 
 
+#: The smallest byte bound: one event may serialize to 512 KiB.
+MIN_QUEUE_BYTES = 1024 * 1024
+
+
+def _check_queue_bytes(value: object) -> None:
+    _check_positive_int(ENV_MAX_QUEUE_BYTES, value)
+    assert isinstance(value, int)
+    if value < MIN_QUEUE_BYTES:
+        raise _fail(
+            ENV_MAX_QUEUE_BYTES,
+            value,
+            "below 1 MiB (one event may take 512 KiB)",
+            f"use at least {MIN_QUEUE_BYTES} bytes",
+        )
+
+
 def _parse_int(variable: str, text: str) -> int:
     try:
         return int(text.strip())
@@ -360,6 +379,7 @@ _OPTIONAL_VARIABLES: tuple[tuple[str, str, Callable[[str, str], object]], ...] =
     (ENV_TIMEOUT, "timeout", _parse_float),
     (ENV_SPOOL_PATH, "spool_path", _text),
     (ENV_MAX_QUEUE_SIZE, "max_queue_size", _parse_int),
+    (ENV_MAX_QUEUE_BYTES, "max_queue_bytes", _parse_int),
     (ENV_MAX_BATCH_SIZE, "max_batch_size", _parse_int),
     (ENV_PROTOCOL, "protocol", _lower_text),
 )
@@ -392,6 +412,8 @@ class StigmerConfig:
         allow_insecure: Permit plaintext to a host that is not loopback.
         spool_path: SQLite file of the durable spool, or ``None``.
         max_queue_size: Events held in memory by the delivery pipeline.
+        max_queue_bytes: Bytes held by each of the pipeline's two queues (the input
+            queue's estimated from the spans' text); at least 1 MiB.
         max_batch_size: Events per ``report_progress_batch`` call.
         allow_proxy: Let gRPC use the proxy named by ``grpc_proxy`` / ``https_proxy``;
             TLS only, so the proxy carries an encrypted tunnel to the real endpoint. Off,
@@ -410,6 +432,7 @@ class StigmerConfig:
     allow_insecure: bool = False
     spool_path: str | None = None
     max_queue_size: int = 100_000
+    max_queue_bytes: int = 64 * 1024 * 1024
     max_batch_size: int = 500
     allow_proxy: bool = False
     protocol: str = "progress"
@@ -460,6 +483,7 @@ class StigmerConfig:
         if self.spool_path is not None:
             _check_spool_path(self.spool_path)
         _check_positive_int(ENV_MAX_QUEUE_SIZE, self.max_queue_size)
+        _check_queue_bytes(self.max_queue_bytes)
         _check_positive_int(ENV_MAX_BATCH_SIZE, self.max_batch_size)
         if self.protocol not in PROTOCOLS:
             raise _fail(

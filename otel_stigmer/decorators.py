@@ -14,6 +14,7 @@ import inspect
 import logging
 import os
 import random
+import sys
 import threading
 import time
 from collections.abc import AsyncGenerator, Callable, Generator, Mapping
@@ -28,6 +29,7 @@ from opentelemetry.trace import Span, Tracer
 from opentelemetry.util.types import AttributeValue
 
 from otel_stigmer import conventions as conv
+from otel_stigmer._forksafe import renew_after_fork
 from otel_stigmer._guard import RAISE_ENV
 
 __all__ = ["ExecutionIdSource", "new_execution_id", "task", "workflow"]
@@ -225,6 +227,7 @@ def new_execution_id() -> str:
 
 
 _id_lock = threading.Lock()
+renew_after_fork(sys.modules[__name__], "_id_lock")
 _last_ms = 0
 _counter = 0
 

@@ -19,6 +19,7 @@ from collections.abc import Sequence
 
 from opentelemetry import context as otel_context
 
+from otel_stigmer._forksafe import CallGate
 from otel_stigmer.delivery_log import DeliveryLog
 from otel_stigmer.exceptions import CallbackError
 from otel_stigmer.intake import Intake
@@ -30,7 +31,13 @@ from otel_stigmer.sinks import EventSink, PartialDeliveryError, Refused
 from otel_stigmer.spool import Spool
 from otel_stigmer.stats import DeliveryStats
 
-__all__ = ["DEFAULT_MAX_BATCH_SIZE", "DEFAULT_MAX_QUEUE_BYTES", "DEFAULT_MAX_QUEUE_SIZE", "Sender"]
+__all__ = [
+    "DEFAULT_MAX_BATCH_SIZE",
+    "DEFAULT_MAX_QUEUE_BYTES",
+    "DEFAULT_MAX_QUEUE_SIZE",
+    "DEFAULT_UNSPOOLED_WINDOW",
+    "Sender",
+]
 
 _log = logging.getLogger("otel_stigmer.delivery")
 
@@ -38,6 +45,9 @@ DEFAULT_MAX_QUEUE_SIZE = 100_000
 DEFAULT_MAX_BATCH_SIZE = 500
 #: Bound of the input queue and of the outbox in (estimated) bytes, each.
 DEFAULT_MAX_QUEUE_BYTES = 64 * 1024 * 1024
+#: With a spool, at most this many events wait unspooled in the input queue: past it, the
+#: calling thread spools the queue itself (back-pressure instead of an unbounded window).
+DEFAULT_UNSPOOLED_WINDOW = 1_000
 _IDLE_WAIT = 1.0
 _LINGER = 0.002  # once woken, wait this long for more records to share the pass
 _BACKOFF_SLICE = 0.05  # while backing off, map new records into the outbox this often
@@ -53,6 +63,8 @@ class Sender:
         max_batch_size: Events per ``sink.send`` call.
         retry_policy: Backoff between failed sends (auth pauses included).
         spool: Optional durable storage for undelivered events.
+        unspooled_window: With a spool, the events the input queue may hold before the
+            calling thread maps and spools them itself.
         sequencer: Numbers events (a monotonic :class:`Sequencer` by default).
 
     Attributes:
@@ -72,6 +84,7 @@ class Sender:
         retry_policy: RetryPolicy | None = None,
         spool: Spool | None = None,
         sequencer: Sequencer | None = None,
+        unspooled_window: int = DEFAULT_UNSPOOLED_WINDOW,
     ) -> None:
         self._sink = sink
         self._max_queue_size = max_queue_size
@@ -79,9 +92,13 @@ class Sender:
         self._max_queue_bytes = max_queue_bytes
         self._policy = retry_policy or RetryPolicy(max_backoff=5.0)
         self._spool = spool
+        self._unspooled_window = unspooled_window
         self._sequencer = sequencer or Sequencer()
         self._rng = random.Random()
         self._closed = False
+        # A fork waits for the sink call in flight: a child forked mid-call could not
+        # deliver its own events (gRPC skips its fork handlers while a call runs).
+        self._gate = CallGate()
         self._reset()
         restored = self._outbox.restore()
         if restored:
@@ -89,6 +106,7 @@ class Sender:
             self._stats.enqueued += restored
             self._start_thread()
         _senders.add(self)
+        _flush_children_at_exit(self)
 
     def submit(self, record: Record) -> None:
         """Queue ``record``; never blocks on I/O and never raises."""
@@ -99,6 +117,8 @@ class Sender:
             self._reset()  # a forked child starts empty, with its own thread
         self._count_drop("queue_full", self._intake.put(record))
         self._stats.records += 1
+        if self._spool is not None and self._intake.weight > self._unspooled_window:
+            self._spool_on_caller()
         if self._idle and not self._wake.is_set():
             self._wake.set()
         if self._thread is None:
@@ -149,7 +169,7 @@ class Sender:
         if thread is not None and thread is not threading.current_thread():
             thread.join(timeout=max(0.0, deadline - time.monotonic()))
             if not thread.is_alive():
-                self._map(self._intake.take())  # into the spool, if there is one
+                self._map_next(None)  # into the spool, if there is one
         left = self.queue_depth()
         if left:
             DeliveryLog.shut_down_with(left, spooled=self._spool is not None)
@@ -183,7 +203,7 @@ class Sender:
         )
         failures = 0
         while True:
-            self._map(self._intake.take(self._max_batch_size))
+            self._map_next(self._max_batch_size)
             if not self._outbox.live:
                 if self._stop.is_set():
                     return
@@ -204,22 +224,46 @@ class Sender:
                 return
             self._back_off(error, failures)
 
-    def _map(self, records: list[Record]) -> None:
-        if not records:
-            return
-        events = [event for record in records for event in map_record(record)]
-        for event in events:
-            self._sequencer.assign(event)
-        self._stats.enqueued += self._outbox.add(events)
-        with self._outbox.progress:
-            self._mapped += len(records)
-            self._outbox.progress.notify_all()
+    def _spool_on_caller(self) -> None:
+        """The sender is behind: map and spool the queue on the calling thread now.
+
+        Instrumentation is suppressed meanwhile: a traced spool write would end spans that
+        come back here.
+        """
+        token = otel_context.attach(
+            otel_context.set_value(otel_context._SUPPRESS_INSTRUMENTATION_KEY, True)
+        )
+        try:
+            self._map_next(None)
+        finally:
+            otel_context.detach(token)
+
+    def _map_next(self, limit: int | None) -> None:
+        """Map, number and spool the oldest ``limit`` queued records (all when None).
+
+        Runs on the sender thread and, when the unspooled window is full, on a calling
+        thread: taking and numbering under one lock keeps numbers in the order of events.
+        """
+        with self._outbox_lock:
+            records = self._intake.take(limit)
+            if not records:
+                return
+            events = [event for record in records for event in map_record(record)]
+            for event in events:
+                self._sequencer.assign(event)
+            self._stats.enqueued += self._outbox.add(events)
+            with self._outbox.progress:
+                self._mapped += len(records)
+                self._outbox.progress.notify_all()
 
     def _send_head(self) -> tuple[CallbackError | None, bool]:
         """Send the oldest events; return the error, if any, and whether some went out."""
-        entries = self._outbox.head(self._batch_size)
+        with self._outbox_lock:
+            entries = self._outbox.head(self._batch_size)
+            events = [entry.event for entry in entries]
         try:
-            refused = self._sink.send([entry.event for entry in entries]) or ()
+            with self._gate.call():
+                refused = self._sink.send(events) or ()
         except PartialDeliveryError as error:
             done = error.delivered_ids
             self._settle([entry for entry in entries if entry.event_id in done], error.refused)
@@ -233,6 +277,10 @@ class Sender:
         return None, True
 
     def _settle(self, entries: list[Entry], refused: Sequence[Refused]) -> None:
+        with self._outbox_lock:
+            self._settle_locked(entries, refused)
+
+    def _settle_locked(self, entries: list[Entry], refused: Sequence[Refused]) -> None:
         # By entry, not by id: two entries may carry one id (a span reported twice).
         refusals = {item.event.event_id: item for item in refused}
         delivered = [entry for entry in entries if entry.event_id not in refusals]
@@ -261,12 +309,15 @@ class Sender:
             remaining = deadline - time.monotonic()
             if remaining <= 0 or self._stop.wait(min(remaining, _BACKOFF_SLICE)):
                 return
-            self._map(self._intake.take())
+            self._map_next(None)
 
     def _reset(self) -> None:
         """Fresh runtime state: at construction, and in a forked child (which starts empty)."""
         self._pid = os.getpid()
         self._lock = threading.Lock()
+        # Guards the outbox and the numbering: held while mapping and settling, never
+        # during a sink call.
+        self._outbox_lock = threading.Lock()
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._intake = Intake(self._max_queue_size, self._max_queue_bytes)
@@ -287,6 +338,33 @@ class Sender:
 
 
 _senders: weakref.WeakSet[Sender] = weakref.WeakSet()
+#: A child's own exit flush: how long a forked child may take to deliver at its exit.
+_CHILD_EXIT_FLUSH_MILLIS = 5_000
+
+
+def _flush_children_at_exit(sender: Sender) -> None:
+    """Make a ``multiprocessing`` child forked from this process deliver at its exit.
+
+    Such a child ends with ``os._exit``: interpreter exit hooks do not run there, only
+    ``multiprocessing``'s finalizers (cleared at the child's start, so armed after it). A
+    child forked by ``os.fork`` that exits normally flushes through the exit hook it
+    inherited.
+    """
+    from multiprocessing import util  # noqa: PLC0415 - only where processes are forked
+
+    util.register_after_fork(sender, _arm_exit_flush)
+
+
+def _arm_exit_flush(sender: Sender) -> None:
+    from multiprocessing import util  # noqa: PLC0415 - only in a forked child
+
+    util.Finalize(None, _exit_flush, args=(weakref.ref(sender),), exitpriority=100)
+
+
+def _exit_flush(ref: weakref.ReferenceType[Sender]) -> None:
+    sender = ref()
+    if sender is not None:
+        sender.shutdown(_CHILD_EXIT_FLUSH_MILLIS)
 
 
 def _reset_all_after_fork() -> None:

@@ -64,6 +64,11 @@ class Intake:
     def __len__(self) -> int:
         return self._live
 
+    @property
+    def weight(self) -> int:
+        """Events the queued records will become."""
+        return self._weight
+
     def put(self, record: Record) -> int:
         """Queue ``record``; return how many events were dropped to respect the bounds."""
         nbytes = record_bytes(record)

@@ -16,6 +16,7 @@ import threading
 from collections import OrderedDict
 from typing import Any
 
+from otel_stigmer._forksafe import renew_after_fork
 from otel_stigmer.events import WorkflowProgressEvent
 
 _USED_PER_EXECUTION = 4096
@@ -36,6 +37,7 @@ class Sequencer:
         self._max_executions = max_executions
         self._monotonic = monotonic
         self._lock = threading.Lock()
+        renew_after_fork(self, "_lock")
 
     def next(self, execution_id: str, time_us: int) -> int:
         """Return the number for an event of ``execution_id`` that happened at ``time_us``."""

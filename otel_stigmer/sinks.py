@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, NamedTuple, Protocol, runtime_checkable
 
 import grpc
 
+from otel_stigmer._forksafe import renew_after_fork
 from otel_stigmer.events import ProgressAckResponse, WorkflowProgressEvent
 from otel_stigmer.exceptions import CallbackError
 from otel_stigmer.retry import RETRYABLE_CODES
@@ -85,6 +86,7 @@ class MemorySink:
     def __init__(self) -> None:
         self.events: list[WorkflowProgressEvent] = []
         self._lock = threading.Lock()
+        renew_after_fork(self, "_lock")
 
     def send(self, events: Sequence[WorkflowProgressEvent]) -> None:
         """Append ``events``."""
@@ -113,6 +115,7 @@ class GrpcSink:
         self._batch_supported = True
         self._closed = False
         self._lock = threading.Lock()
+        renew_after_fork(self, "_lock")
 
     @property
     def batch_supported(self) -> bool:

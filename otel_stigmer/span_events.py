@@ -9,6 +9,7 @@ about every span event that maps to a Stigmer event (``progress``, ``workflow_pa
 
 from __future__ import annotations
 
+import sys
 import threading
 import weakref
 from collections.abc import Callable
@@ -17,6 +18,7 @@ from typing import Any
 import wrapt
 from opentelemetry.sdk.trace import Span
 
+from otel_stigmer._forksafe import renew_after_fork
 from otel_stigmer.mapping import REPORTED_SPAN_EVENTS
 
 __all__ = ["SpanEventHandler", "watch_span_events"]
@@ -29,6 +31,7 @@ _watchers: weakref.WeakKeyDictionary[Span, tuple[SpanEventHandler, ...]] = (
     weakref.WeakKeyDictionary()
 )
 _lock = threading.Lock()
+renew_after_fork(sys.modules[__name__], "_lock")
 _installed = False
 
 

@@ -1,14 +1,19 @@
 """Wiring: build a :class:`~otel_stigmer.delivery.Sender` from a sink and/or a config.
 
 The one place that turns configuration into parts: the gRPC sink, the SQLite spool and
-the queue and batch sizes.
+the queue bounds and the batch size.
 """
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from otel_stigmer.delivery import DEFAULT_MAX_BATCH_SIZE, DEFAULT_MAX_QUEUE_SIZE, Sender
+from otel_stigmer.delivery import (
+    DEFAULT_MAX_BATCH_SIZE,
+    DEFAULT_MAX_QUEUE_BYTES,
+    DEFAULT_MAX_QUEUE_SIZE,
+    Sender,
+)
 from otel_stigmer.protocol import sink_for
 from otel_stigmer.sinks import EventSink
 
@@ -49,6 +54,7 @@ def sender_for(
         sink,
         max_queue_size=config.max_queue_size if config else DEFAULT_MAX_QUEUE_SIZE,
         max_batch_size=config.max_batch_size if config else DEFAULT_MAX_BATCH_SIZE,
+        max_queue_bytes=config.max_queue_bytes if config else DEFAULT_MAX_QUEUE_BYTES,
         retry_policy=retry_policy,
         spool=spool,
         sequencer=sequencer,

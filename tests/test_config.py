@@ -16,6 +16,7 @@ from otel_stigmer.config import (
     ENV_CA_FILE,
     ENV_ENDPOINT,
     ENV_MAX_BATCH_SIZE,
+    ENV_MAX_QUEUE_BYTES,
     ENV_MAX_QUEUE_SIZE,
     ENV_SPOOL_PATH,
     ENV_TIMEOUT,
@@ -146,8 +147,10 @@ def test_optional_settings_are_parsed(tmp_path: Path) -> None:
             ENV_SPOOL_PATH: str(tmp_path / "spool.db"),
             ENV_MAX_QUEUE_SIZE: "1000",
             ENV_MAX_BATCH_SIZE: "50",
+            ENV_MAX_QUEUE_BYTES: "8388608",
         }
     )
+    assert config.max_queue_bytes == 8 * 1024 * 1024
     assert config.ca_file == str(ca)
     assert config.read_ca_bundle() == PEM
     assert (config.timeout, config.max_queue_size, config.max_batch_size) == (2.5, 1000, 50)
@@ -278,6 +281,8 @@ def _bad_configs(tmp: Path) -> list[tuple[str, dict[str, str | None], list[str]]
         ),
         ("queue size zero", {ENV_MAX_QUEUE_SIZE: "0"}, [ENV_MAX_QUEUE_SIZE, "positive integer"]),
         ("batch size word", {ENV_MAX_BATCH_SIZE: "many"}, [ENV_MAX_BATCH_SIZE, "'many'"]),
+        ("queue bytes word", {ENV_MAX_QUEUE_BYTES: "64M"}, [ENV_MAX_QUEUE_BYTES, "whole number"]),
+        ("queue bytes small", {ENV_MAX_QUEUE_BYTES: "4096"}, [ENV_MAX_QUEUE_BYTES, "1 MiB"]),
         ("batch size float", {ENV_MAX_BATCH_SIZE: "1.5"}, [ENV_MAX_BATCH_SIZE, "whole number"]),
         (
             "spool dir missing",

@@ -118,3 +118,22 @@ def test_a_full_queue_costs_the_caller_no_scan() -> None:
     assert sender.force_flush(60_000)
     assert len(sink.events) == 1 + bound
     sender.shutdown(1_000)
+
+
+def test_queue_byte_bound_comes_from_the_config() -> None:
+    """STIGMER_MAX_QUEUE_BYTES sets the byte bound: a 2 MiB bound drops what a 64 MiB keeps."""
+    from otel_stigmer import StigmerConfig  # noqa: PLC0415 - kept beside the test
+    from otel_stigmer.wiring import sender_for  # noqa: PLC0415
+
+    config = StigmerConfig.from_env(
+        {
+            "STIGMER_SERVICE_ENDPOINT": "127.0.0.1:9",
+            "STIGMER_SERVICE_API_KEY": "queue-bytes-test-key-0123",
+            "STIGMER_SERVICE_USE_TLS": "false",
+            "STIGMER_MAX_QUEUE_BYTES": str(2 * 1024 * 1024),
+        }
+    )
+    sender = sender_for(None, config)
+    assert sender._intake._max_bytes == 2 * 1024 * 1024  # the wired bound
+    assert sender._outbox._max_bytes == 2 * 1024 * 1024
+    sender.shutdown(100)

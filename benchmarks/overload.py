@@ -1,0 +1,121 @@
+"""The business thread's cost per span against a silent receiver, at full rate.
+
+``python -m benchmarks.overload [--seconds 60]``
+
+A receiver that accepts connections and never answers (a listening socket nobody reads);
+one business thread ends task spans inside workflow spans as fast as it can for
+``--seconds``; the pipeline runs with its defaults (queue bound 100 000 events and
+64 MiB). Printed: spans ended, the per-span cost as the business thread sees it (p50,
+p99, p99.9, max), the process's RSS at the end and its peak, the longest full garbage
+collection, and the goal (p99 ≤ 1 ms,
+max ≤ 50 ms). Side by side, a no-op span processor on the same thread is the baseline.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import resource
+import socket
+import time
+
+from opentelemetry.sdk.trace import SpanProcessor, TracerProvider
+
+from otel_stigmer import StigmerConfig
+from otel_stigmer import conventions as conv
+from otel_stigmer.processor import StigmerSpanProcessor
+
+
+def _rss_mb() -> float:
+    with open("/proc/self/statm") as statm:
+        pages = int(statm.read().split()[1])
+    return pages * resource.getpagesize() / 1e6
+
+
+def _peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e3
+
+
+class _GcPauses:
+    """The longest garbage-collection pause of each generation while installed."""
+
+    def __init__(self) -> None:
+        self.longest = [0.0, 0.0, 0.0]
+        self._started = 0.0
+
+    def __call__(self, phase: str, info: dict[str, int]) -> None:
+        if phase == "start":
+            self._started = time.perf_counter()
+        else:
+            generation = info["generation"]
+            pause = time.perf_counter() - self._started
+            self.longest[generation] = max(self.longest[generation], pause)
+
+
+def _run(processor: SpanProcessor, seconds: float) -> dict[str, float]:
+    pauses = _GcPauses()
+    gc.callbacks.append(pauses)
+    provider = TracerProvider()
+    provider.add_span_processor(processor)
+    tracer = provider.get_tracer("overload")
+    costs: list[float] = []
+    deadline = time.monotonic() + seconds
+    number = 0
+    clock = time.perf_counter
+    while time.monotonic() < deadline:
+        attributes = {conv.WORKFLOW_EXECUTION_ID: f"overload-{number}"}
+        begin = clock()
+        with tracer.start_as_current_span("w", attributes=attributes):
+            costs.append(clock() - begin)
+            for task in range(9):
+                begin = clock()
+                with tracer.start_as_current_span("t", attributes={conv.TASK_NAME: f"t{task}"}):
+                    pass
+                costs.append(clock() - begin)
+        number += 1
+    rss = _rss_mb()
+    gc.callbacks.remove(pauses)
+    costs.sort()
+    count = len(costs)
+    return {
+        "spans": count,
+        "p50_us": costs[count // 2] * 1e6,
+        "p99_us": costs[int(count * 0.99)] * 1e6,
+        "p99.9_us": costs[int(count * 0.999)] * 1e6,
+        "max_ms": costs[-1] * 1e3,
+        "rss_end_mb": rss,
+        "rss_peak_mb": _peak_rss_mb(),
+        "gc_gen2_max_ms": pauses.longest[2] * 1e3,
+    }
+
+
+def main() -> None:
+    """Run the baseline, then the pipeline against the silent receiver; print both."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seconds", type=float, default=60.0)
+    args = parser.parse_args()
+    baseline = _run(SpanProcessor(), min(args.seconds, 10.0))
+    with socket.socket() as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(1024)
+        config = StigmerConfig.from_env(
+            {
+                "STIGMER_SERVICE_ENDPOINT": f"127.0.0.1:{silent.getsockname()[1]}",
+                "STIGMER_SERVICE_API_KEY": "overload-benchmark-key-0123",
+                "STIGMER_SERVICE_USE_TLS": "false",
+            }
+        )
+        processor = StigmerSpanProcessor(config=config)
+        measured = _run(processor, args.seconds)
+        stats = processor.stats()
+        processor.shutdown(1_000)
+    print(f"{'':14}{'no-op processor':>18}{'silent receiver':>18}")
+    for key, value in measured.items():
+        print(f"{key:14}{baseline[key]:>18.1f}{value:>18.1f}")
+    print(f"dropped: {dict(stats.dropped)}")
+    met = measured["p99_us"] <= 1000 and measured["max_ms"] <= 50
+    print(f"goal p99 <= 1 ms, max <= 50 ms: {'met' if met else 'NOT met'}")
+
+
+if __name__ == "__main__":
+    main()
