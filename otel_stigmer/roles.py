@@ -17,6 +17,7 @@ from opentelemetry.util.types import Attributes
 
 from otel_stigmer import conventions as conv
 from otel_stigmer.events import TERMINAL_EVENT_TYPES
+from otel_stigmer.values import attributes_view
 
 __all__ = ["NO_ROLE", "Kind", "SpanRole", "claim_role", "role_of"]
 
@@ -85,16 +86,16 @@ def claim_role(span: Any, parent_context: Context | None) -> SpanRole:
     the parent span in this process, else from OTel baggage, and keeps it as attributes,
     so an exporter that sees only ended spans has it too.
     """
-    role = role_of(span.attributes)
+    role = role_of(attributes_view(span))
     if role.kind in (Kind.TASK, Kind.MARKER) and not role.execution_id:
         _inherit_workflow(span, parent_context)
-        role = role_of(span.attributes)
+        role = role_of(attributes_view(span))
     return role
 
 
 def _inherit_workflow(span: Any, parent_context: Context | None) -> None:
     parent = trace.get_current_span(parent_context)
-    parent_attributes = getattr(parent, "attributes", None)
+    parent_attributes = attributes_view(parent) if hasattr(parent, "attributes") else None
     if parent_attributes and parent_attributes.get(conv.WORKFLOW_EXECUTION_ID):
         span.set_attribute(
             conv.WORKFLOW_EXECUTION_ID, parent_attributes[conv.WORKFLOW_EXECUTION_ID]
