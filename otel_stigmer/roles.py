@@ -8,8 +8,7 @@ starting task or marker span (from its parent span in this process, else from ba
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from opentelemetry import baggage, trace
 from opentelemetry.context import Context
@@ -31,9 +30,8 @@ class Kind(enum.Enum):
     NONE = "none"
 
 
-@dataclass(frozen=True)
-class SpanRole:
-    """A span's role and the identity that goes with it.
+class SpanRole(NamedTuple):
+    """A span's role and the identity that goes with it (a tuple: cheap to make per hook).
 
     Attributes:
         kind: Workflow, task, marker (a span that stands for one event) or none.
