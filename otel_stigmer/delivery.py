@@ -20,6 +20,7 @@ from collections.abc import Sequence
 from opentelemetry import context as otel_context
 
 from otel_stigmer.delivery_log import DeliveryLog
+from otel_stigmer.events import EncodedEvents
 from otel_stigmer.exceptions import CallbackError
 from otel_stigmer.intake import Intake
 from otel_stigmer.outbox import Entry, Outbox
@@ -219,7 +220,7 @@ class Sender:
         """Send the oldest events; return the error, if any, and whether some went out."""
         entries = self._outbox.head(self._batch_size)
         try:
-            refused = self._sink.send([entry.event for entry in entries]) or ()
+            refused = self._sink.send(EncodedEvents([entry.payload for entry in entries])) or ()
         except PartialDeliveryError as error:
             done = error.delivered_ids
             self._settle([entry for entry in entries if entry.event_id in done], error.refused)

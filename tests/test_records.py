@@ -1,4 +1,4 @@
-"""Records carry a snapshot of plain values, never the SDK span itself."""
+"""Records carry a snapshot of plain values, never the SDK span; batches reuse stored bytes."""
 
 from __future__ import annotations
 
@@ -12,7 +12,8 @@ from opentelemetry.sdk.trace import ReadableSpan, SpanProcessor, TracerProvider
 from opentelemetry.trace import Status, StatusCode
 
 from otel_stigmer import conventions as conv
-from otel_stigmer.events import WorkflowProgressEvent
+from otel_stigmer._wire import encode_batch
+from otel_stigmer.events import EncodedEvents, ReportProgressBatchRequest, WorkflowProgressEvent
 from otel_stigmer.mapping import added_event, ended_events, started_events
 from otel_stigmer.processor import StigmerSpanProcessor
 from otel_stigmer.records import event_snapshot, snapshot
@@ -138,3 +139,17 @@ def test_a_snapshot_is_small() -> None:
     snap = snapshot(task, "exception")
     size = sys.getsizeof(snap) + sys.getsizeof(snap.attributes)
     assert size < 1024
+
+
+def test_a_batch_request_is_the_stored_events_concatenated() -> None:
+    """encode_batch equals the request's deterministic serialization, byte for byte."""
+    events = ended_events(snapshot(_ended_spans()[0], "all"))
+    long_one = WorkflowProgressEvent(workflow_execution_id="x", message="m" * 20_000)
+    for batch in ([], events[:1], events, [*events, long_one]):
+        payloads = [event.SerializeToString(deterministic=True) for event in batch]
+        expected = ReportProgressBatchRequest(events=batch).SerializeToString(deterministic=True)
+        assert encode_batch(payloads) == expected
+        encoded = EncodedEvents(payloads)
+        assert len(encoded) == len(batch)
+        assert list(encoded) == list(batch)
+        assert encoded[1:] == list(batch[1:])
