@@ -529,8 +529,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--against",
         metavar="REV",
+        action="append",
+        default=[],
         help="also run the Stigmer pipeline of git revision REV (or of a directory holding "
-        "an otel_stigmer package) as configuration 'stigmer@REV'",
+        "an otel_stigmer package) as configuration 'stigmer@REV'; repeatable",
     )
     parser.add_argument("--child", help=argparse.SUPPRESS)
     parser.add_argument("--loop", help=argparse.SUPPRESS)
@@ -545,8 +547,9 @@ def main(argv: list[str] | None = None) -> int:
     began = time.monotonic()
     libraries: dict[str, Path] = {}
     with ReceiverProcess("stigmer") as receiver, tempfile.TemporaryDirectory() as scratch:
-        if args.against:
-            libraries[f"stigmer@{args.against}"] = _library_at(args.against, Path(scratch))
+        for index, revision in enumerate(args.against):
+            into = Path(scratch) / str(index)
+            libraries[f"stigmer@{revision}"] = _library_at(revision, into)
         for variant in args.variants.split(","):
             base = {"attrs": variant == "attrs", "calls": args.calls, "endpoint": receiver.endpoint}
             configs = [c for c in args.configs.split(",") if c in CONFIGS] + list(libraries)
