@@ -26,11 +26,13 @@ import argparse
 import cProfile
 import gc
 import inspect
+import io
 import json
 import os
 import shutil
 import subprocess
 import sys
+import tarfile
 import tempfile
 import threading
 import time
@@ -328,14 +330,16 @@ def measure(p: Params) -> Result:
 # ---- driver side ------------------------------------------------------------------------
 
 
-def _run_child(params: Params) -> Result:
+def _run_child(params: Params, library: Path | None = None) -> Result:
+    """Run one configuration in a fresh process; ``library`` holds another ``otel_stigmer``."""
     env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(_ROOT), env.get("PYTHONPATH")]))
+    roots = [str(library)] if library is not None else []
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [*roots, str(_ROOT), env.get("PYTHONPATH")]))
     done = subprocess.run(
         [sys.executable, "-m", "benchmarks.profile", "--child", json.dumps(params)],
         capture_output=True,
         text=True,
-        cwd=_ROOT,
+        cwd=library or _ROOT,
         env=env,
         timeout=600,
         check=False,
@@ -345,6 +349,21 @@ def _run_child(params: Params) -> Result:
         raise RuntimeError(f"profile worker {params} failed:\n{done.stderr[-4000:]}")
     result: Result = json.loads(lines[-1])
     return result
+
+
+def _library_at(revision: str, into: Path) -> Path:
+    """Extract ``otel_stigmer`` as of git ``revision`` into ``into`` (the A/B baseline).
+
+    A directory that holds an ``otel_stigmer`` package is used as it is.
+    """
+    if (Path(revision) / "otel_stigmer").is_dir():
+        return Path(revision)
+    archive = subprocess.run(
+        ["git", "archive", revision, "otel_stigmer"], cwd=_ROOT, capture_output=True, check=True
+    )
+    with tarfile.open(fileobj=io.BytesIO(archive.stdout)) as tar:
+        tar.extractall(into, filter="data")
+    return into
 
 
 def _us(values: list[float]) -> str:
@@ -392,6 +411,29 @@ def accounting_table(variant: str, runs: dict[str, list[Result]]) -> str:
             f"| {column([r['drain_ns'] for r in results])} "
             f"| {column([r.get('until_stored_ns', 0) for r in results])} |"
         )
+    return "\n".join(lines)
+
+
+def against_table(variant: str, runs: dict[str, list[Result]], baseline: str) -> str:
+    """This revision's Stigmer pipeline over ``baseline``'s, paired per repetition."""
+    measures: list[tuple[str, Callable[[Result], float]]] = [
+        ("caller CPU [CPU]", lambda r: float(r["cpu_ns"])),
+        ("caller GC [GC]", lambda r: float(_gc_of(r, _CALLER)["cpu_ns"])),
+        ("other threads CPU (sender) [CPU]", lambda r: float(sum(_other_threads(r).values()))),
+        ("loop start to last stored [wall]", lambda r: float(r.get("until_stored_ns", 0))),
+    ]
+    lines = [
+        f"#### {variant} task: stigmer (this revision) against {baseline}, paired per repetition",
+        "",
+        f"| measure | {baseline} us per call | stigmer us per call | ratio |",
+        "|---|---|---|---|",
+    ]
+    for label, value in measures:
+        before = [value(r) / r["calls"] / 1e3 for r in runs[baseline]]
+        after = [value(r) / r["calls"] / 1e3 for r in runs["stigmer"]]
+        ratios = [a / b for a, b in zip(after, before, strict=True) if b > 0]
+        ratio = summarize(ratios).format(2, unit="x") if ratios else "-"
+        lines.append(f"| {label} | {_us(before)} | {_us(after)} | {ratio} |")
     return "\n".join(lines)
 
 
@@ -484,6 +526,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--py-spy", action="store_true", help="also sample with py-spy --native if installed"
     )
+    parser.add_argument(
+        "--against",
+        metavar="REV",
+        action="append",
+        default=[],
+        help="also run the Stigmer pipeline of git revision REV (or of a directory holding "
+        "an otel_stigmer package) as configuration 'stigmer@REV'; repeatable",
+    )
     parser.add_argument("--child", help=argparse.SUPPRESS)
     parser.add_argument("--loop", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -495,21 +545,28 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     raw: dict[str, Any] = {}
     began = time.monotonic()
-    with ReceiverProcess("stigmer") as receiver:
+    libraries: dict[str, Path] = {}
+    with ReceiverProcess("stigmer") as receiver, tempfile.TemporaryDirectory() as scratch:
+        for index, revision in enumerate(args.against):
+            into = Path(scratch) / str(index)
+            libraries[f"stigmer@{revision}"] = _library_at(revision, into)
         for variant in args.variants.split(","):
             base = {"attrs": variant == "attrs", "calls": args.calls, "endpoint": receiver.endpoint}
-            configs = [c for c in args.configs.split(",") if c in CONFIGS]
+            configs = [c for c in args.configs.split(",") if c in CONFIGS] + list(libraries)
             runs: dict[str, list[Result]] = {config: [] for config in configs}
             for _ in range(args.reps):
                 for config in configs:
                     receiver.reset()
-                    result = _run_child({**base, "config": config})
+                    result = _run_child({**base, "config": config}, libraries.get(config))
                     if config.startswith("stigmer") or config == "sidecar":
                         stored = receiver.stats()
                         result["stored"] = stored.count
                         result["until_stored_ns"] = stored.last_ns - result["start_ns"]
                     runs[config].append(result)
             print(accounting_table(variant, runs) + "\n")
+            for baseline in libraries:
+                if "stigmer" in runs:
+                    print(against_table(variant, runs, baseline) + "\n")
             if {"bare", "sdk", "noop", "stigmer", "stigmer-gc-off"} <= runs.keys():
                 print(caller_gap_table(variant, runs) + "\n")
             raw[variant] = {"runs": runs}

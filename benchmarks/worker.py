@@ -18,7 +18,7 @@ from collections.abc import Callable
 from typing import Any, cast
 
 from opentelemetry import trace
-from opentelemetry.sdk.trace import ReadableSpan, SpanProcessor, TracerProvider
+from opentelemetry.sdk.trace import TracerProvider
 
 from benchmarks import workload
 from benchmarks.pipelines import install
@@ -301,31 +301,44 @@ def _memory(p: Params) -> Result:
     return result
 
 
-class _KeepSpans(SpanProcessor):
-    """Holds every ended span, as an input queue does while its sender lags."""
+class _StuckSink:
+    """A sink whose first send blocks until closed: later records wait in the input queue."""
 
     def __init__(self) -> None:
-        self.spans: list[ReadableSpan] = []
+        self.release = threading.Event()
 
-    def on_end(self, span: ReadableSpan) -> None:
-        self.spans.append(span)
+    def send(self, events: Any) -> None:
+        self.release.wait(600)
+
+    def close(self) -> None:
+        self.release.set()
 
 
 def _span_memory(p: Params) -> Result:
-    """RSS per ended task span kept alive: what a queued span record holds."""
+    """RSS per record waiting in the Stigmer pipeline's input queue while its sender lags."""
+    from otel_stigmer.processor import StigmerSpanProcessor  # noqa: PLC0415
+
     calls = int(p["calls"])
     provider = TracerProvider()
-    keep = _KeepSpans()
-    provider.add_span_processor(keep)
+    sink = _StuckSink()
+    processor = StigmerSpanProcessor(sink)
+    provider.add_span_processor(processor)
     trace.set_tracer_provider(provider)
     fn = workload.step_attrs if p.get("attrs") else workload.step
-    workload.timed_workflow(fn, 100, execution_id="warmup")
-    keep.spans.clear()
+    workload.timed_workflow(fn, 100, execution_id="warmup")  # the sender blocks on these
     gc.collect()
-    before = _rss_bytes()
+    before_rss, before_depth = _rss_bytes(), processor.stats().queue_depth
     workload.timed_workflow(fn, calls, execution_id="held")
     gc.collect()
-    return {"spans": len(keep.spans), "rss_growth": _rss_bytes() - before}
+    stats = processor.stats()
+    result = {
+        "spans": calls,
+        "events": stats.queue_depth - before_depth,
+        "dropped": sum(stats.dropped.values()),
+        "rss_growth": _rss_bytes() - before_rss,
+    }
+    processor.shutdown(0)
+    return result
 
 
 _SCENARIOS: dict[str, Callable[[Params], Result]] = {

@@ -23,6 +23,7 @@ from otel_stigmer._wire import (
     RETRY_INFO_TRAILER,
     Stub,
     channel_args,
+    encode_batch,
     retry_delay,
     run_ordered,
     run_pipelined,
@@ -30,6 +31,7 @@ from otel_stigmer._wire import (
 )
 from otel_stigmer.config import StigmerConfig
 from otel_stigmer.events import (
+    EncodedEvents,
     ProgressAckResponse,
     ReportProgressBatchRequest,
     ReportProgressBatchResponse,
@@ -174,7 +176,11 @@ class CallbackClient:
         """
         deadline = self._timeout(timeout)
         stub, metadata = self._prepare()
-        request = ReportProgressBatchRequest(events=events)
+        request: ReportProgressBatchRequest | bytes
+        if isinstance(events, EncodedEvents):
+            request = encode_batch(events.payloads)  # the stored bytes, as they are
+        else:
+            request = ReportProgressBatchRequest(events=events)
         try:
             with suppress_instrumentation():
                 response: ReportProgressBatchResponse = stub.report_progress_batch(

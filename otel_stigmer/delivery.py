@@ -21,6 +21,7 @@ from opentelemetry import context as otel_context
 
 from otel_stigmer._forksafe import CallGate
 from otel_stigmer.delivery_log import DeliveryLog
+from otel_stigmer.events import EncodedEvents
 from otel_stigmer.exceptions import CallbackError
 from otel_stigmer.intake import Intake
 from otel_stigmer.outbox import Entry, Outbox
@@ -260,7 +261,7 @@ class Sender:
         """Send the oldest events; return the error, if any, and whether some went out."""
         with self._outbox_lock:
             entries = self._outbox.head(self._batch_size)
-            events = [entry.event for entry in entries]
+            events = EncodedEvents([entry.payload for entry in entries])
         try:
             with self._gate.call():
                 refused = self._sink.send(events) or ()

@@ -5,6 +5,8 @@ from __future__ import annotations
 import enum
 import time
 import uuid
+from collections.abc import Iterator, Sequence
+from typing import overload
 
 from otel_stigmer._proto.ai.stigmer.workflow.runner.v1.progress_pb2 import (
     ErrorDetails,
@@ -16,6 +18,7 @@ from otel_stigmer._proto.ai.stigmer.workflow.runner.v1.progress_pb2 import (
 
 __all__ = [
     "TERMINAL_EVENT_TYPES",
+    "EncodedEvents",
     "ErrorDetails",
     "EventType",
     "ProgressAckResponse",
@@ -142,3 +145,40 @@ def new_error_progress_event(
         ErrorDetails(code=error_code, message=error_message, stack_trace=stack_trace)
     )
     return event
+
+
+class EncodedEvents(Sequence[WorkflowProgressEvent]):
+    """Events held as their deterministic serialization, parsed only when read.
+
+    The delivery pipeline hands these to its sink: the gRPC sink sends the bytes as they
+    are (``otel_stigmer._wire.encode_batch``), any other sink reads events as usual.
+
+    Args:
+        payloads: Each event's deterministic serialization, in order.
+    """
+
+    __slots__ = ("_parsed", "payloads")
+
+    def __init__(self, payloads: Sequence[bytes]) -> None:
+        self.payloads = payloads
+        self._parsed: list[WorkflowProgressEvent] | None = None
+
+    def _events(self) -> list[WorkflowProgressEvent]:
+        if self._parsed is None:
+            self._parsed = [WorkflowProgressEvent.FromString(p) for p in self.payloads]
+        return self._parsed
+
+    def __len__(self) -> int:
+        return len(self.payloads)
+
+    def __iter__(self) -> Iterator[WorkflowProgressEvent]:
+        return iter(self._events())
+
+    @overload
+    def __getitem__(self, index: int) -> WorkflowProgressEvent: ...
+    @overload
+    def __getitem__(self, index: slice) -> list[WorkflowProgressEvent]: ...
+    def __getitem__(
+        self, index: int | slice
+    ) -> WorkflowProgressEvent | list[WorkflowProgressEvent]:
+        return self._events()[index]

@@ -8,9 +8,17 @@ from opentelemetry.context import Context
 from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor
 
 from otel_stigmer._guard import swallow_errors
-from otel_stigmer.records import EVENT, OUTCOME, START, Record
+from otel_stigmer.records import (
+    EVENT,
+    OUTCOME,
+    START,
+    Record,
+    event_snapshot,
+    snapshot,
+)
 from otel_stigmer.roles import Kind, claim_role, role_of
 from otel_stigmer.span_events import watch_span_events
+from otel_stigmer.values import attributes_view
 
 __all__ = ["SpanRecorder"]
 
@@ -20,8 +28,10 @@ class SpanRecorder(SpanProcessor):
 
     ``on_start`` claims the span's role (inheriting the workflow identity onto task
     spans) and records the start; span events that map to Stigmer events are recorded
-    as they are added; ``on_end`` records the outcome. Subclasses decide where records
-    go (:meth:`_record`) and whether they are wanted right now (:meth:`_active`).
+    as they are added; ``on_end`` records the outcome. Records hold a
+    :class:`~otel_stigmer.records.SpanSnapshot`, never the span, so an ended span is
+    freed at once however far delivery lags. Subclasses decide where records go
+    (:meth:`_record`) and whether they are wanted right now (:meth:`_active`).
     """
 
     def __init__(self) -> None:
@@ -36,31 +46,34 @@ class SpanRecorder(SpanProcessor):
     @swallow_errors(None)
     def on_start(self, span: Span, parent_context: Context | None = None) -> None:
         """Record ``*_started`` and watch the span's events (enqueue only)."""
-        if not span.attributes:
+        if not attributes_view(span):
             return
         role = claim_role(span, parent_context)
         if not role.reported or role.kind is Kind.MARKER or not self._active():
             return  # a marker span is reported when it ends, with its exception recorded
-        self._record(Record(START, span, False))
+        self._record(Record(START, snapshot(span), False))
         self._watched.add(span.context.span_id)
         watch_span_events(span, self._on_span_event)
 
     @swallow_errors(None)
     def _on_span_event(self, span: Span, span_event: Any, index: int) -> None:
         if self._active():
-            self._record(Record(EVENT, span, False, 1, span_event, index))
+            event = event_snapshot(span_event)
+            self._record(Record(EVENT, snapshot(span), False, 1, event, index))
 
     @swallow_errors(None)
     def on_end(self, span: ReadableSpan) -> None:
         """Record the outcome, with the span events not reported live (enqueue only)."""
-        role = role_of(span.attributes)
+        role = role_of(attributes_view(span))
         context = span.context
         watched = context is not None and context.span_id in self._watched
         if watched:
             self._watched.discard(context.span_id)
         if not role.reported or not self._active():
             return
-        if role.kind is Kind.MARKER:
-            self._record(Record(START, span, role.terminal))  # one event, mapped as a start
+        if role.kind is Kind.MARKER:  # one event, mapped as a start
+            self._record(Record(START, snapshot(span, "exception"), role.terminal))
+        elif watched:
+            self._record(Record(OUTCOME, snapshot(span, "exception"), True))
         else:
-            self._record(Record(OUTCOME, span, True) if watched else Record.ended(span))
+            self._record(Record.ended(snapshot(span, "all")))

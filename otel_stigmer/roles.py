@@ -8,8 +8,7 @@ starting task or marker span (from its parent span in this process, else from ba
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from opentelemetry import baggage, trace
 from opentelemetry.context import Context
@@ -17,6 +16,7 @@ from opentelemetry.util.types import Attributes
 
 from otel_stigmer import conventions as conv
 from otel_stigmer.events import TERMINAL_EVENT_TYPES
+from otel_stigmer.values import attributes_view
 
 __all__ = ["NO_ROLE", "Kind", "SpanRole", "claim_role", "role_of"]
 
@@ -30,9 +30,8 @@ class Kind(enum.Enum):
     NONE = "none"
 
 
-@dataclass(frozen=True)
-class SpanRole:
-    """A span's role and the identity that goes with it.
+class SpanRole(NamedTuple):
+    """A span's role and the identity that goes with it (a tuple: cheap to make per hook).
 
     Attributes:
         kind: Workflow, task, marker (a span that stands for one event) or none.
@@ -85,16 +84,16 @@ def claim_role(span: Any, parent_context: Context | None) -> SpanRole:
     the parent span in this process, else from OTel baggage, and keeps it as attributes,
     so an exporter that sees only ended spans has it too.
     """
-    role = role_of(span.attributes)
+    role = role_of(attributes_view(span))
     if role.kind in (Kind.TASK, Kind.MARKER) and not role.execution_id:
         _inherit_workflow(span, parent_context)
-        role = role_of(span.attributes)
+        role = role_of(attributes_view(span))
     return role
 
 
 def _inherit_workflow(span: Any, parent_context: Context | None) -> None:
     parent = trace.get_current_span(parent_context)
-    parent_attributes = getattr(parent, "attributes", None)
+    parent_attributes = attributes_view(parent) if hasattr(parent, "attributes") else None
     if parent_attributes and parent_attributes.get(conv.WORKFLOW_EXECUTION_ID):
         span.set_attribute(
             conv.WORKFLOW_EXECUTION_ID, parent_attributes[conv.WORKFLOW_EXECUTION_ID]

@@ -16,6 +16,7 @@ __all__ = [
     "TRUNCATION_MARKER",
     "attribute_dict",
     "attributes_of",
+    "attributes_view",
     "bounded_text",
     "clock_ns",
     "int_of",
@@ -38,6 +39,19 @@ def attributes_of(item: object) -> Mapping[str, Any]:
     if isinstance(raw, dict):
         return dict(raw)
     return attribute_dict(getattr(item, "attributes", None))
+
+
+def attributes_view(span: Any) -> Any:
+    """The span's attributes as a mapping to read at once, cheaply.
+
+    The SDK's public ``attributes`` wraps ``BoundedAttributes``, a Python mapping whose
+    every lookup is a Python call; its inner dict answers at C speed. Anything else is
+    read through the public property.
+    """
+    inner = getattr(getattr(span, "_attributes", None), "_dict", None)
+    if type(inner) is dict:
+        return inner
+    return span.attributes
 
 
 def attribute_dict(attributes: Attributes) -> Mapping[str, Any]:

@@ -54,8 +54,10 @@ def test_every_section_runs_against_real_receivers_and_prints_one_table(
     assert raw_client["received"] == raw_client["produced"] == 200
     assert "until the last is stored" in table  # the drain is charged to the hot path
     assert "per task call" in table
-    for held in raw["span_memory"].values():
-        assert held["spans"] == TINY.memory_chunk_events // 4 + 1  # the tasks and the workflow
+    for held in raw["span_memory"].values():  # records waiting behind a stuck sender
+        assert held["spans"] == TINY.memory_chunk_events // 4
+        assert held["events"] >= 2 * held["spans"]
+        assert held["dropped"] == 0
 
 
 def test_unknown_section_is_refused_with_the_valid_names(
