@@ -6,9 +6,11 @@ A receiver that accepts connections and never answers (a listening socket nobody
 one business thread ends task spans inside workflow spans as fast as it can for
 ``--seconds``; the pipeline runs with its defaults (queue bound 100 000 events and
 64 MiB). Printed: spans ended, the per-span cost as the business thread sees it (p50,
-p99, p99.9, max), the process's RSS at the end and its peak, the longest full garbage
-collection, and the goal (p99 ≤ 1 ms,
-max ≤ 50 ms). Side by side, a no-op span processor on the same thread is the baseline.
+p99, p99.9, max), the same maximum in the thread's CPU time (what the span itself cost,
+without the time the process waited for a CPU on a busy machine), the process's RSS at
+the end and its peak, the longest full garbage collection in wall and CPU time, and the
+goal (p99 ≤ 1 ms, max ≤ 50 ms). Side by side, a no-op span processor on the same thread
+is the baseline.
 """
 
 from __future__ import annotations
@@ -41,15 +43,20 @@ class _GcPauses:
 
     def __init__(self) -> None:
         self.longest = [0.0, 0.0, 0.0]
+        self.longest_cpu = [0.0, 0.0, 0.0]
         self._started = 0.0
+        self._started_cpu = 0.0
 
     def __call__(self, phase: str, info: dict[str, int]) -> None:
         if phase == "start":
             self._started = time.perf_counter()
+            self._started_cpu = time.thread_time()
         else:
             generation = info["generation"]
             pause = time.perf_counter() - self._started
+            pause_cpu = time.thread_time() - self._started_cpu
             self.longest[generation] = max(self.longest[generation], pause)
+            self.longest_cpu[generation] = max(self.longest_cpu[generation], pause_cpu)
 
 
 def _run(processor: SpanProcessor, seconds: float) -> dict[str, float]:
@@ -59,19 +66,23 @@ def _run(processor: SpanProcessor, seconds: float) -> dict[str, float]:
     provider.add_span_processor(processor)
     tracer = provider.get_tracer("overload")
     costs: list[float] = []
+    worst_cpu = 0.0
     deadline = time.monotonic() + seconds
     number = 0
     clock = time.perf_counter
+    cpu_clock = time.thread_time
     while time.monotonic() < deadline:
         attributes = {conv.WORKFLOW_EXECUTION_ID: f"overload-{number}"}
-        begin = clock()
+        begin, begin_cpu = clock(), cpu_clock()
         with tracer.start_as_current_span("w", attributes=attributes):
             costs.append(clock() - begin)
+            worst_cpu = max(worst_cpu, cpu_clock() - begin_cpu)
             for task in range(9):
-                begin = clock()
+                begin, begin_cpu = clock(), cpu_clock()
                 with tracer.start_as_current_span("t", attributes={conv.TASK_NAME: f"t{task}"}):
                     pass
                 costs.append(clock() - begin)
+                worst_cpu = max(worst_cpu, cpu_clock() - begin_cpu)
         number += 1
     rss = _rss_mb()
     gc.callbacks.remove(pauses)
@@ -83,9 +94,11 @@ def _run(processor: SpanProcessor, seconds: float) -> dict[str, float]:
         "p99_us": costs[int(count * 0.99)] * 1e6,
         "p99.9_us": costs[int(count * 0.999)] * 1e6,
         "max_ms": costs[-1] * 1e3,
+        "max_cpu_ms": worst_cpu * 1e3,
         "rss_end_mb": rss,
         "rss_peak_mb": _peak_rss_mb(),
         "gc_gen2_max_ms": pauses.longest[2] * 1e3,
+        "gc_gen2_cpu_ms": pauses.longest_cpu[2] * 1e3,
     }
 
 
@@ -115,6 +128,8 @@ def main() -> None:
     print(f"dropped: {dict(stats.dropped)}")
     met = measured["p99_us"] <= 1000 and measured["max_ms"] <= 50
     print(f"goal p99 <= 1 ms, max <= 50 ms: {'met' if met else 'NOT met'}")
+    met_cpu = measured["max_cpu_ms"] <= 50
+    print(f"max <= 50 ms in the thread's CPU time: {'met' if met_cpu else 'NOT met'}")
 
 
 if __name__ == "__main__":

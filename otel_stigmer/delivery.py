@@ -44,6 +44,8 @@ _log = logging.getLogger("otel_stigmer.delivery")
 
 DEFAULT_MAX_QUEUE_SIZE = 100_000
 DEFAULT_MAX_BATCH_SIZE = 500
+#: Records mapped per step when a whole queue is mapped at once.
+_MAP_CHUNK = 2048
 #: Bound of the input queue and of the outbox in (estimated) bytes, each.
 DEFAULT_MAX_QUEUE_BYTES = 64 * 1024 * 1024
 #: With a spool, at most this many events wait unspooled in the input queue: past it, the
@@ -244,18 +246,29 @@ class Sender:
 
         Runs on the sender thread and, when the unspooled window is full, on a calling
         thread: taking and numbering under one lock keeps numbers in the order of events.
+        All of a full queue is mapped :data:`_MAP_CHUNK` records at a time, so the mapped
+        events alive at once stay few whatever the queue holds.
         """
         with self._outbox_lock:
-            records = self._intake.take(limit)
-            if not records:
+            if limit is not None:
+                self._map_records(self._intake.take(limit))
                 return
-            events = [event for record in records for event in map_record(record)]
-            for event in events:
-                self._sequencer.assign(event)
-            self._stats.enqueued += self._outbox.add(events)
-            with self._outbox.progress:
-                self._mapped += len(records)
-                self._outbox.progress.notify_all()
+            for _ in range(len(self._intake) // _MAP_CHUNK + 1):
+                if not self._map_records(self._intake.take(_MAP_CHUNK)):
+                    return
+
+    def _map_records(self, records: list[Record]) -> int:
+        """Map, number and add ``records`` to the outbox (outbox lock held); return how many."""
+        if not records:
+            return 0
+        events = [event for record in records for event in map_record(record)]
+        for event in events:
+            self._sequencer.assign(event)
+        self._stats.enqueued += self._outbox.add(events)
+        with self._outbox.progress:
+            self._mapped += len(records)
+            self._outbox.progress.notify_all()
+        return len(records)
 
     def _send_head(self) -> tuple[CallbackError | None, bool]:
         """Send the oldest events; return the error, if any, and whether some went out."""
