@@ -515,23 +515,7 @@ class _Handler(BaseHTTPRequestHandler):
         self._json(HTTPStatus.OK, [run_to_json(r) for r in runs], {"X-Last-Status-Id": str(newest)})
 
     def _status_stream(self, query: dict[str, list[str]]) -> None:
-        resume = self.headers.get("Last-Event-ID") or query.get("after", ["0"])[0]
-        try:
-            last = max(0, int(resume))
-        except ValueError:
-            self._json_error(HTTPStatus.BAD_REQUEST, "Last-Event-ID must be an update id")
-            return
-        self.send_response(HTTPStatus.OK)
-        self._common_headers()
-        self.send_header("Content-Type", "text/event-stream; charset=utf-8")
-        self.send_header("X-Accel-Buffering", "no")
-        self.end_headers()
-        try:
-            self._status_pump(last)
-        except (BrokenPipeError, ConnectionResetError, TimeoutError, ssl.SSLError):
-            _log.debug("SSE client %s went away", self.address_string())
-        except StoreClosedError:
-            _log.debug("store closed under an SSE stream")
+        self._event_stream(query, "an update id", self._status_pump)
 
     def _status_pump(self, last: int) -> None:
         app = self.app
@@ -618,11 +602,17 @@ class _Handler(BaseHTTPRequestHandler):
         self.wfile.write(body)
 
     def _stream(self, execution_id: str | None, query: dict[str, list[str]]) -> None:
+        self._event_stream(query, "an arrival id", lambda last: self._pump(execution_id, last))
+
+    def _event_stream(
+        self, query: dict[str, list[str]], id_kind: str, pump: Callable[[int], None]
+    ) -> None:
+        """Answer with a server-sent event stream that ``pump`` feeds from an id on."""
         resume = self.headers.get("Last-Event-ID") or query.get("after", ["0"])[0]
         try:
             last = max(0, int(resume))
         except ValueError:
-            self._json_error(HTTPStatus.BAD_REQUEST, "Last-Event-ID must be an arrival id")
+            self._json_error(HTTPStatus.BAD_REQUEST, f"Last-Event-ID must be {id_kind}")
             return
         self.send_response(HTTPStatus.OK)
         self._common_headers()
@@ -630,7 +620,7 @@ class _Handler(BaseHTTPRequestHandler):
         self.send_header("X-Accel-Buffering", "no")
         self.end_headers()
         try:
-            self._pump(execution_id, last)
+            pump(last)
         except (BrokenPipeError, ConnectionResetError, TimeoutError, ssl.SSLError):
             _log.debug("SSE client %s went away", self.address_string())
         except StoreClosedError:
