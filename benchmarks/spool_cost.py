@@ -23,6 +23,7 @@ from opentelemetry.sdk.trace import TracerProvider
 
 from otel_stigmer import StigmerConfig
 from otel_stigmer import conventions as conv
+from otel_stigmer.delivery import Sender
 from otel_stigmer.processor import StigmerSpanProcessor
 from otel_stigmer.testing import StigmerTestServer
 
@@ -38,6 +39,7 @@ def _burst(variant: str, workflows: int) -> dict[str, float]:
             env["STIGMER_SPOOL_PATH"] = str(directory / "spool.db")
         processor = StigmerSpanProcessor(config=StigmerConfig.from_env(env))
         sender = processor.sender
+        assert isinstance(sender, Sender)
         if variant == "spool, no window":
             sender._unspooled_window = 1 << 60  # the baseline: the calling thread never spools
         provider = TracerProvider()

@@ -149,6 +149,7 @@ def run_workload(
         thread.join()
     delivered = progress.force_flush(120_000) and status.force_flush(120_000)
     seconds = time.monotonic() - began
+    assert isinstance(status.sender, Sender)
     sink = _status_sink(status.sender)
     open_executions = sink.stats().open_executions
     provider.shutdown()

@@ -32,11 +32,13 @@ __all__ = [
     "ENV_MAX_QUEUE_BYTES",
     "ENV_MAX_QUEUE_SIZE",
     "ENV_PROTOCOL",
+    "ENV_SENDER",
     "ENV_SPOOL_PATH",
     "ENV_TIMEOUT",
     "ENV_USE_TLS",
     "PROTOCOLS",
     "PROXY_VARIABLES",
+    "SENDERS",
     "StigmerConfig",
     "check_grpc_tracing",
     "is_loopback_host",
@@ -74,6 +76,11 @@ ENV_GRPC_TRACE = "GRPC_TRACE"
 ENV_PROTOCOL = "STIGMER_PROTOCOL"
 #: The values of :data:`ENV_PROTOCOL`.
 PROTOCOLS = ("progress", "status")
+#: Where mapping and sending run: ``thread`` (a background thread, default) or ``process``
+#: (a child process of its own, so the sender does not share the application's GIL).
+ENV_SENDER = "STIGMER_SENDER"
+#: The values of :data:`ENV_SENDER`.
+SENDERS = ("thread", "process")
 #: Upstream name of :data:`ENV_ENDPOINT`, read only when the primary variable is unset.
 ALIAS_ENDPOINT = "STIGMER_BACKEND_ENDPOINT"
 #: Upstream name of :data:`ENV_API_KEY`, read only when the primary variable is unset.
@@ -382,6 +389,7 @@ _OPTIONAL_VARIABLES: tuple[tuple[str, str, Callable[[str, str], object]], ...] =
     (ENV_MAX_QUEUE_BYTES, "max_queue_bytes", _parse_int),
     (ENV_MAX_BATCH_SIZE, "max_batch_size", _parse_int),
     (ENV_PROTOCOL, "protocol", _lower_text),
+    (ENV_SENDER, "sender", _lower_text),
 )
 
 
@@ -421,6 +429,9 @@ class StigmerConfig:
         protocol: ``progress`` to send events with ``report_progress`` (the Stigmer
             Service), ``status`` to send each execution's status with ``updateStatus``
             (the open-source Stigmer server).
+        sender: ``thread`` to map and send on a background thread of this process (the
+            default), ``process`` to do it in a child process started with this
+            interpreter, fed by a pipe (see "When to use the process sender" in the docs).
     """
 
     endpoint: str
@@ -436,6 +447,7 @@ class StigmerConfig:
     max_batch_size: int = 500
     allow_proxy: bool = False
     protocol: str = "progress"
+    sender: str = "thread"
     _host: str = field(init=False, repr=False, compare=False, default="")
     _port: int = field(init=False, repr=False, compare=False, default=0)
 
@@ -492,6 +504,14 @@ class StigmerConfig:
                 "unknown protocol",
                 "use progress (report_progress, the Stigmer Service; the default) or status "
                 "(updateStatus, the open-source Stigmer server)",
+            )
+        if self.sender not in SENDERS:
+            raise _fail(
+                ENV_SENDER,
+                self.sender,
+                "unknown sender",
+                "use thread (a background thread of this process; the default) or process "
+                "(a child process of its own)",
             )
 
     def _check_key_source(self) -> None:

@@ -5,13 +5,16 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from otel_stigmer import _mute
+from otel_stigmer.config import ENV_SENDER, StigmerConfig
+from otel_stigmer.delivery import Sender
+from otel_stigmer.exceptions import ConfigError
+from otel_stigmer.process_sender import ProcessSender
 from otel_stigmer.recorder import SpanRecorder
 from otel_stigmer.records import Record
 from otel_stigmer.stats import DeliveryStats
 from otel_stigmer.wiring import sender_for
 
 if TYPE_CHECKING:
-    from otel_stigmer.config import StigmerConfig
     from otel_stigmer.retry import RetryPolicy
     from otel_stigmer.sinks import EventSink
     from otel_stigmer.spool import Spool
@@ -26,7 +29,9 @@ class StigmerSpanProcessor(SpanRecorder):
     retry) when they are added, the outcome at span end; the inherited execution id and
     workflow name are written onto task spans at start. The calling thread only
     enqueues: delivery runs on one background thread with retries, ordering and a
-    bounded queue. A test capture (``otel_stigmer.testing.capture_progress``) mutes it.
+    bounded queue, or, with ``config.sender == "process"``, in a child process fed by a
+    pipe (:class:`~otel_stigmer.process_sender.ProcessSender`). A test capture
+    (``otel_stigmer.testing.capture_progress``) mutes it.
 
     Args:
         sink: Where events go; a :class:`~otel_stigmer.sinks.GrpcSink` for ``config`` when
@@ -35,6 +40,10 @@ class StigmerSpanProcessor(SpanRecorder):
             ``sink`` and ``config`` are omitted).
         retry_policy: Backoff between failed deliveries.
         spool: Durable storage for undelivered events.
+
+    Raises:
+        ConfigError: When the process sender is asked for together with a ``sink`` or a
+            ``spool`` object (both live in this process; use ``spool_path`` instead).
     """
 
     def __init__(
@@ -46,7 +55,20 @@ class StigmerSpanProcessor(SpanRecorder):
         spool: Spool | None = None,
     ) -> None:
         super().__init__()
-        self.sender = sender_for(sink, config, retry_policy=retry_policy, spool=spool)
+        if sink is None and config is None:
+            config = StigmerConfig.from_env()
+        self.sender: Sender | ProcessSender
+        if config is not None and config.sender == "process":
+            if sink is not None or spool is not None:
+                raise ConfigError(
+                    f"{ENV_SENDER}=process with a custom sink or spool object: those live in "
+                    "this process and cannot be handed to the sender process. Fix: set "
+                    f"{ENV_SENDER}=thread, or leave out the sink (and give the spool as "
+                    "spool_path / STIGMER_SPOOL_PATH)."
+                )
+            self.sender = ProcessSender(config, retry_policy)
+        else:
+            self.sender = sender_for(sink, config, retry_policy=retry_policy, spool=spool)
 
     def _record(self, record: Record) -> None:
         self.sender.submit(record)

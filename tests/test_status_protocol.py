@@ -19,6 +19,7 @@ from status_oracle import expected_outcome, stored_outcome
 
 from otel_stigmer import StigmerConfig
 from otel_stigmer._configure import _global_sdk_provider
+from otel_stigmer.delivery import Sender
 from otel_stigmer.processor import StigmerSpanProcessor
 from otel_stigmer.status import StatusSink
 from otel_stigmer.status.wire import TERMINAL_PHASES, ExecutionPhase
@@ -68,6 +69,7 @@ def test_quickstart_same_run_both_protocols_agree(server: StigmerTestServer) -> 
     base = StigmerConfig(server.endpoint, api_key=KEY, use_tls=False)
     progress = StigmerSpanProcessor(config=base)
     status = StigmerSpanProcessor(config=dataclasses.replace(base, protocol="status"))
+    assert isinstance(status.sender, Sender)
     assert isinstance(status.sender._sink, StatusSink)
     # The decorators report through the global provider; both processors join it.
     provider = _global_sdk_provider()
