@@ -58,6 +58,7 @@ _IDLE_WAIT = 1.0
 #: Slice of a blocked write, so a shutdown deadline is seen while the pipe is full.
 _WRITE_SLICE = 0.05
 _RESTART_FIRST = 0.1
+_REAP_SECONDS = 1.0
 _RESTART_MAX = 30.0
 #: Bytes the pipe to the child may hold (Linux; best effort).
 _PIPE_BYTES = 1 << 20
@@ -435,6 +436,8 @@ class ProcessSender:
                 child.stats = message[1]
         fd, child.in_fd = child.in_fd, -1
         _close(fd)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            child.process.wait(_REAP_SECONDS)  # its output closed: it is exiting
         if not self._closed:
             code = child.process.poll()
             self._lost(child, "it exited" + ("" if code is None else f" with code {code}"))
@@ -482,6 +485,8 @@ class ProcessSender:
         child.stats = {}
         if child.process.poll() is None:
             child.process.kill()  # it lost its output: nothing it does reaches us
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                child.process.wait(_REAP_SECONDS)
         if self._child is child:
             self._child = None
 
@@ -516,6 +521,8 @@ class ProcessSender:
                 if fd >= 0:
                     _close(fd)
             child.out_fd = child.in_fd = -1
+            # The parent's child, not this process's: nothing to wait for or warn about here.
+            child.process.returncode = 0
         self._reset()
 
 
