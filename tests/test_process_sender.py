@@ -367,3 +367,78 @@ def test_process_sender_with_a_sink_object_fails_at_configure_time(
     """A sink object cannot cross into the child: configure() says so and how to fix it."""
     with pytest.raises(ConfigError, match=r"STIGMER_SENDER=process with a custom sink.*Fix"):
         configure(_config(server), tracer_provider=provider, sink=MemorySink())
+
+
+@pytest.mark.slow
+def test_zero_code_path_runs_the_process_sender_without_instrumenting_the_child(
+    server: StigmerTestServer,
+) -> None:
+    """opentelemetry-instrument with STIGMER_SENDER=process delivers the example's events.
+
+    The child gets neither the auto-instrumentation nor a pipeline of its own (which would
+    start a child of its own), so the run ends and each event arrives once.
+    """
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("OTEL_", "STIGMER_")) or k == "OTEL_STIGMER_RAISE_INTERNAL_ERRORS"
+    }
+    env.pop("PYTHONPATH", None)
+    env.update(server.env(), OTEL_TRACES_EXPORTER="stigmer", STIGMER_SENDER="process")
+    instrument = str(Path(sys.executable).with_name("opentelemetry-instrument"))
+    done = subprocess.run(
+        [instrument, sys.executable, str(ROOT / "examples" / "plain_otel.py")],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert [(e.event_type, e.task_name) for e in server.events("wfexec-123")] == [
+        ("workflow_started", ""),
+        ("task_started", "fetch"),
+        ("task_progress", "fetch"),
+        ("task_completed", "fetch"),
+        ("workflow_completed", ""),
+    ]
+    assert CANARY not in done.stdout + done.stderr
+
+
+def test_pending_records_are_bounded_terminal_ones_kept_longest_while_no_child_starts(
+    server: StigmerTestServer, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A child that cannot start: nothing raises, one warning, records wait within the bound.
+
+    Past three quarters of the bound only terminal records are taken, up to the bound;
+    everything beyond is counted as dropped (queue_full).
+    """
+    caplog.set_level(logging.WARNING, logger="otel_stigmer")
+    sender = ProcessSender(_config(server, STIGMER_MAX_QUEUE_SIZE="8"))
+    monkeypatch.setattr(sys, "executable", str(ROOT / "no-such-interpreter"))
+    tracer = TracerProvider().get_tracer("bound")
+    from otel_stigmer.records import START, Record, snapshot  # noqa: PLC0415
+
+    with tracer.start_as_current_span(
+        "w", attributes={conv.WORKFLOW_EXECUTION_ID: "bound"}
+    ) as span:
+        start = Record(START, snapshot(span), False)
+    end = Record.ended(snapshot(span, "all"))
+    for _ in range(10):
+        sender.submit(start)
+    for _ in range(5):
+        sender.submit(end)
+    assert _until(lambda: "could not be started" in caplog.text)
+    stats = sender.stats()
+    assert stats.records == 8  # 6 starts (3/4 of 8), then 2 ends up to the bound
+    assert stats.dropped["queue_full"] == 4 + 3
+    assert stats.queue_depth == 8
+    assert len([r for r in caplog.records if "could not be started" in r.getMessage()]) == 1
+    assert not sender.force_flush(100)
+    monkeypatch.undo()
+    assert sender.shutdown(20_000)  # a child starts now and delivers what waited
+    assert sender.stats().sent == 8
+    assert [e.event_type for e in server.events("bound")] == [  # one of each (same event ids)
+        "workflow_started",
+        "workflow_completed",
+    ]
