@@ -28,8 +28,8 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-from benchmarks.sidecar import batch_request_bytes
 from benchmarks.stats import summarize
+from otel_stigmer._wire import encode_batch
 
 __all__ = ["compare", "main"]
 
@@ -102,7 +102,7 @@ def encoding(rounds: int, batch: int) -> str:
         return ReportProgressBatchRequest(events=events).SerializeToString()
 
     def concatenate() -> bytes:
-        return batch_request_bytes(payloads)
+        return encode_batch(payloads)
 
     identical = reparse() == concatenate()
     base, cand = compare(reparse, concatenate, rounds, 20)
@@ -125,8 +125,13 @@ def attribute_reads(rounds: int) -> str:
     """
     from opentelemetry.sdk.trace import ReadableSpan, TracerProvider  # noqa: PLC0415
 
-    from benchmarks.sidecar import _attribute_dict, _event_list  # noqa: PLC0415
     from otel_stigmer import conventions as conv  # noqa: PLC0415
+    from otel_stigmer.values import attributes_view as _attribute_dict  # noqa: PLC0415
+
+    def _event_list(span: Any) -> Any:  # the span's events without the tuple copy
+        events = getattr(span, "_events", None)
+        inner = getattr(events, "_dq", None)
+        return inner if inner is not None else span.events
 
     tracer = TracerProvider().get_tracer("micro")
     span: ReadableSpan = tracer.start_span(  # type: ignore[assignment]

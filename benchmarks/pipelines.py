@@ -3,10 +3,13 @@
 * ``noop``: an SDK ``TracerProvider`` with one span processor that does nothing.
 * ``otlp``: the standard pipeline, ``BatchSpanProcessor`` (defaults) + OTLP gRPC exporter.
 * ``stigmer``: ``otel_stigmer.configure()`` against a reference receiver.
+* ``process``: the same with ``sender="process"`` (``STIGMER_SENDER=process``): mapping and
+  sending in a child process.
 """
 
 from __future__ import annotations
 
+import os
 import threading
 from collections.abc import Sequence
 
@@ -17,10 +20,13 @@ from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExportResult
 
 from otel_stigmer import StigmerPipeline, configure
 from otel_stigmer.config import StigmerConfig
+from otel_stigmer.process_sender import ProcessSender
 
-__all__ = ["CountingOtlpExporter", "Installed", "install"]
+__all__ = ["STIGMER_PIPELINES", "CountingOtlpExporter", "Installed", "install"]
 
-PIPELINES = ("noop", "otlp", "stigmer")
+PIPELINES = ("noop", "otlp", "stigmer", "process")
+#: The pipelines that report Stigmer events (two per task call).
+STIGMER_PIPELINES = ("stigmer", "process")
 
 
 class CountingOtlpExporter(OTLPSpanExporter):
@@ -76,6 +82,48 @@ class Installed:
         """Stop background threads and close channels."""
         self.provider.shutdown()
 
+    def start_sender(self) -> None:
+        """Start the sender process now and wait until it answers (``process`` only)."""
+        if self.stigmer is not None and self.stigmer.active:
+            sender = self.stigmer.processor.sender
+            if isinstance(sender, ProcessSender):
+                sender.start()
+                sender.force_flush(60_000)
+
+    def child_pid(self) -> int | None:
+        """The sender process of the ``process`` pipeline, while it runs."""
+        if self.stigmer is None or not self.stigmer.active:
+            return None
+        sender = self.stigmer.processor.sender
+        return sender.child_pid if isinstance(sender, ProcessSender) else None
+
+    def child_cpu_ns(self) -> int:
+        """CPU time (user + system) of the sender process so far; 0 without one."""
+        pid = self.child_pid()
+        if pid is None:
+            return 0
+        try:
+            with open(f"/proc/{pid}/stat") as stat:
+                fields = stat.read().rsplit(")", 1)[1].split()
+        except OSError:
+            return 0
+        ticks = int(fields[11]) + int(fields[12])
+        return ticks * (1_000_000_000 // os.sysconf("SC_CLK_TCK"))
+
+    def child_rss_bytes(self) -> int:
+        """Resident memory of the sender process; 0 without one."""
+        pid = self.child_pid()
+        if pid is None:
+            return 0
+        try:
+            with open(f"/proc/{pid}/status") as status:
+                for line in status:
+                    if line.startswith("VmRSS:"):
+                        return int(line.split()[1]) * 1024
+        except OSError:
+            pass
+        return 0
+
 
 def install(name: str, endpoint: str = "", api_key: str = "") -> Installed:
     """Create a tracer provider with pipeline ``name`` and make it the global one."""
@@ -87,8 +135,9 @@ def install(name: str, endpoint: str = "", api_key: str = "") -> Installed:
     elif name == "otlp":
         exporter = CountingOtlpExporter(endpoint)
         provider.add_span_processor(BatchSpanProcessor(exporter))
-    elif name == "stigmer":
-        config = StigmerConfig(endpoint=endpoint, api_key=api_key, use_tls=False)
+    elif name in STIGMER_PIPELINES:
+        sender = "process" if name == "process" else "thread"
+        config = StigmerConfig(endpoint=endpoint, api_key=api_key, use_tls=False, sender=sender)
         stigmer = configure(config, tracer_provider=provider)
     else:
         raise ValueError(f"unknown pipeline {name!r}; expected one of {PIPELINES}")

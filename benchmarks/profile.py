@@ -48,7 +48,7 @@ from benchmarks.threads import GcMeter, thread_cpu_ns
 __all__ = ["main"]
 
 _ROOT = Path(__file__).resolve().parent.parent
-CONFIGS = ("bare", "sdk", "noop", "stigmer", "stigmer-gc-off", "sidecar")
+CONFIGS = ("bare", "sdk", "noop", "stigmer", "stigmer-gc-off", "process")
 _WARMUP_CALLS = 2_000
 _CALLER = "MainThread"
 _EVENTS_PER_CALL = {"plain": 2, "attrs": 3}
@@ -68,18 +68,18 @@ class _Installed:
         from opentelemetry.sdk.trace import SpanProcessor, TracerProvider  # noqa: PLC0415
 
         import otel_stigmer  # noqa: PLC0415
-        from benchmarks.sidecar import PipeSpanProcessor  # noqa: PLC0415
 
         self.provider = TracerProvider()
-        self.sidecar: PipeSpanProcessor | None = None
-        if config.startswith("stigmer"):
-            otel_stigmer.configure(
-                otel_stigmer.StigmerConfig(endpoint=endpoint, api_key=API_KEY, use_tls=False),
+        self.pipeline: otel_stigmer.StigmerPipeline | None = None
+        if config.startswith("stigmer") or config == "process":
+            # process: STIGMER_SENDER=process, the sender in a child process of its own.
+            sender = "process" if config == "process" else "thread"
+            self.pipeline = otel_stigmer.configure(
+                otel_stigmer.StigmerConfig(
+                    endpoint=endpoint, api_key=API_KEY, use_tls=False, sender=sender
+                ),
                 tracer_provider=self.provider,
             )
-        elif config == "sidecar":
-            self.sidecar = PipeSpanProcessor(endpoint, API_KEY)
-            self.provider.add_span_processor(self.sidecar)
         else:
             self.provider.add_span_processor(SpanProcessor())
         trace.set_tracer_provider(self.provider)
@@ -88,9 +88,32 @@ class _Installed:
         """Deliver everything produced so far."""
         self.provider.force_flush(120_000)
 
+    def child_pid(self) -> int | None:
+        """The sender process of the ``process`` configuration, while it runs."""
+        from otel_stigmer.process_sender import ProcessSender  # noqa: PLC0415
+
+        sender = self.pipeline.processor.sender if self.pipeline is not None else None
+        return sender.child_pid if isinstance(sender, ProcessSender) else None
+
     def child_cpu_ns(self) -> int:
-        """CPU of the prototype's child process (0 for in-process pipelines)."""
-        return self.sidecar.child_cpu_ns() if self.sidecar is not None else 0
+        """CPU of the sender process (0 for in-process pipelines)."""
+        pid = self.child_pid()
+        if pid is None:
+            return 0
+        with open(f"/proc/{pid}/stat") as stat:
+            fields = stat.read().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) * (1_000_000_000 // os.sysconf("SC_CLK_TCK"))
+
+    def child_rss_bytes(self) -> int:
+        """Resident memory of the sender process (0 without one)."""
+        pid = self.child_pid()
+        if pid is None:
+            return 0
+        with open(f"/proc/{pid}/status") as status:
+            for line in status:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1]) * 1024
+        return 0
 
     def shutdown(self) -> None:
         """Stop threads and child processes."""
@@ -316,13 +339,9 @@ def measure(p: Params) -> Result:
             summary = _profile_summary(profiler, calls)
             if summary["total_ns"] > 0:
                 result["profiles"][name] = summary
-    if installed.sidecar is not None:
-        result["dropped"] = installed.sidecar.dropped
-        result["frames"] = installed.sidecar.frames
-        result["child_rss"] = installed.sidecar.child_rss_bytes()
-        result["bytes_per_record"] = installed.sidecar.bytes_written / max(
-            1, 2 * (calls + _WARMUP_CALLS)
-        )
+    if installed.pipeline is not None:
+        result["dropped"] = sum(installed.pipeline.stats().dropped.values())
+        result["child_rss"] = installed.child_rss_bytes()
     installed.shutdown()
     return result
 
@@ -558,7 +577,7 @@ def main(argv: list[str] | None = None) -> int:
                 for config in configs:
                     receiver.reset()
                     result = _run_child({**base, "config": config}, libraries.get(config))
-                    if config.startswith("stigmer") or config == "sidecar":
+                    if config.startswith("stigmer") or config == "process":
                         stored = receiver.stats()
                         result["stored"] = stored.count
                         result["until_stored_ns"] = stored.last_ns - result["start_ns"]

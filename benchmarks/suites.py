@@ -109,9 +109,9 @@ def _ratio(summary: Summary) -> str:
 def hot_path(sizes: Sizes, raw: dict[str, Any]) -> list[Row]:
     """Time per decorated task call on the calling thread, and until the last item is stored."""
     rows: list[Row] = []
-    pipelines = ("bare", "noop", "otlp", "stigmer")
+    pipelines = ("bare", "noop", "otlp", "stigmer", "process")
     with ReceiverProcess("stigmer") as stigmer, ReceiverProcess("otlp") as otlp:
-        receivers = {"otlp": otlp, "stigmer": stigmer}
+        receivers = {"otlp": otlp, "stigmer": stigmer, "process": stigmer}
         for attrs in (False, True):
             variant = "attrs" if attrs else "plain"
             results: dict[str, list[Result]] = {name: [] for name in pipelines}
@@ -136,6 +136,7 @@ def hot_path(sizes: Sizes, raw: dict[str, Any]) -> list[Row]:
                     results[name].append(result)
             raw[f"hot_path_{variant}"] = results
             rows.extend(_hot_path_rows(variant, results))
+            rows.extend(_process_hot_path_rows(variant, results))
     return rows
 
 
@@ -228,6 +229,62 @@ def _hot_path_rows(variant: str, results: dict[str, list[Result]]) -> list[Row]:
     ]
 
 
+def _process_hot_path_rows(variant: str, results: dict[str, list[Result]]) -> list[Row]:
+    """The process sender (``STIGMER_SENDER=process``) against no-op, OTLP and in-process."""
+
+    def per_call(name: str, key: str) -> list[float]:
+        return [_us(r[key], r["calls"]) for r in results[name]]
+
+    def stored(name: str) -> list[float]:
+        return [_until_stored_us(r) for r in results[name]]
+
+    section = f"1. hot path, {variant} (us per task call)"
+    cpu = {name: per_call(name, "cpu_ns") for name in ("noop", "otlp", "stigmer", "process")}
+    wall = {name: per_call(name, "wall_ns") for name in ("noop", "otlp", "stigmer", "process")}
+    vs_noop = ratio_summary(cpu["process"], cpu["noop"])
+    lost = [100 * r["dropped"] / r["produced"] for r in results["process"] if r.get("produced")]
+    child_rss = summarize([r.get("child_rss", 0) / (1024 * 1024) for r in results["process"]])
+    goal_otlp = variant == "attrs"
+    drained_vs_otlp = ratio_summary(stored("process"), stored("otlp"))
+    return [
+        Row(
+            section,
+            "@task, process sender (STIGMER_SENDER=process)",
+            _fmt(summarize(wall["process"]))
+            + f"; caller CPU {_fmt(summarize(cpu['process']))}"
+            + f"; until the last is stored {_fmt(summarize(stored('process')))}"
+            + f"; dropped {summarize(lost).format(1)}% of spans",
+            f"caller CPU {_ratio(vs_noop)} of (c)",
+            "" if goal_otlp else "<= 1.5x (c)",
+            "" if goal_otlp else goal_at_most(vs_noop.median, 1.5),
+        ),
+        Row(
+            section,
+            "process sender against the in-process sender",
+            "",
+            f"caller CPU {_ratio(ratio_summary(cpu['process'], cpu['stigmer']))}, "
+            f"loop {_ratio(ratio_summary(wall['process'], wall['stigmer']))}, "
+            f"until stored {_ratio(ratio_summary(stored('process'), stored('stigmer')))}",
+        ),
+        Row(
+            section,
+            "process sender against (b) OTLP",
+            "",
+            f"caller CPU {_ratio(ratio_summary(cpu['process'], cpu['otlp']))}, "
+            f"loop {_ratio(ratio_summary(wall['process'], wall['otlp']))}, "
+            f"until stored {_ratio(drained_vs_otlp)}",
+            "<= 1.0x (b)" if goal_otlp else "",
+            goal_at_most(drained_vs_otlp.median, 1.0) if goal_otlp else "",
+        ),
+        Row(
+            section,
+            "process sender: the child process (other core)",
+            f"CPU {_fmt(summarize(per_call('process', 'child_cpu_ns')))} per task call "
+            f"(loop and drain); RSS {_fmt(child_rss)} MiB",
+        ),
+    ]
+
+
 # ---- 2. delivery throughput -------------------------------------------------------------
 
 
@@ -282,6 +339,7 @@ def throughput(sizes: Sizes, raw: dict[str, Any]) -> list[Row]:
         half = sizes.burst_events // 2  # a task call reports two events
         plans: list[tuple[str, ReceiverProcess, Params, int]] = [
             ("stigmer", batch, {"pipeline": "stigmer", "calls": half}, sizes.reps),
+            ("process", batch, {"pipeline": "process", "calls": half}, sizes.reps),
             ("otlp", otlp, {"pipeline": "otlp", "calls": sizes.burst_events}, sizes.reps),
             (
                 "unary",
@@ -337,6 +395,8 @@ def throughput(sizes: Sizes, raw: dict[str, Any]) -> list[Row]:
         return value / base if base else float("nan")
 
     zero = summarize(lost["stigmer"])
+    process = summarize(rates["process"])
+    process_cpu = [r["child_cpu_ns"] / 1_000 / max(1, r["received"]) for r in results["process"]]
     per_call = (
         f"{_fmt(summarize(calls_per_s['stigmer']), 0)} task calls/s against "
         f"{_fmt(summarize(calls_per_s['otlp']), 0)} for OTLP"
@@ -378,6 +438,17 @@ def throughput(sizes: Sizes, raw: dict[str, Any]) -> list[Row]:
             f"{times(ours.median, raw_client):.1f}x of raw",
             ">= 25x naive",
             goal_at_least(times(ours.median, naive), 25.0),
+        ),
+        Row(
+            section,
+            "process sender (STIGMER_SENDER=process), batch RPC",
+            value("process", "events")
+            + f"; the child's CPU {_fmt(summarize(process_cpu), 1)} us per event",
+            f"{_ratio(ratio_summary(rates['process'], rates['stigmer']))} of in-process, "
+            f"{_ratio(ratio_summary(calls_per_s['process'], calls_per_s['otlp']))} of OTLP "
+            "per task call",
+            ">= 50,000 events/s",
+            goal_at_least(process.median, 50_000),
         ),
         Row(
             section,
@@ -461,6 +532,23 @@ def liveness(sizes: Sizes, raw: dict[str, Any]) -> list[Row]:
                     goal_at_most(p99, limit) if limit else "",
                 )
             )
+            process_runs = [
+                _liveness_run(stigmer, {"pipeline": "process", **params}) for _ in range(sizes.reps)
+            ]
+            results[f"process_{rate}"] = [
+                {**result, "latencies_ms": latencies} for latencies, _, result in process_runs
+            ]
+            p99 = summarize([percentile(latencies, 99) for latencies, _, _ in process_runs]).median
+            rows.append(
+                Row(
+                    section,
+                    f"process sender task_started at {rate:,} events/s",
+                    _latency_text(process_runs),
+                    "",
+                    f"p99 <= {limit:g} ms" if limit else "",
+                    goal_at_most(p99, limit) if limit else "",
+                )
+            )
             if sizes.otlp_liveness:
                 # One run: each waits out the standard pipeline's 5 s schedule delay.
                 run = _liveness_run(otlp, {"pipeline": "otlp", **params})
@@ -494,8 +582,15 @@ def memory(sizes: Sizes, raw: dict[str, Any]) -> list[Row]:
         )
         for variant, attrs in (("plain", False), ("attrs", True))
     }
+    pending = {
+        variant: run_worker(
+            {"scenario": "pending_memory", "calls": sizes.memory_chunk_events // 4, "attrs": attrs}
+        )
+        for variant, attrs in (("plain", False), ("attrs", True))
+    }
     raw["memory"] = result
     raw["span_memory"] = held
+    raw["pending_memory"] = pending
     section = "4. memory (receiver down)"
     first = result["samples"][0]
     last = result["samples"][-1]
@@ -539,6 +634,20 @@ def memory(sizes: Sizes, raw: dict[str, Any]) -> list[Row]:
                 goal_at_most(r["rss_growth"] / max(1, r["events"]), 1024),
             )
             for variant, r in held.items()
+        ],
+        *[
+            Row(
+                section,
+                f"process sender: RSS per record waiting in the application, {variant} task "
+                "(no sender process can start: the worst case)",
+                f"{r['rss_growth'] / max(1, r['records']):,.0f} B per record, one event each "
+                f"({r['records']:,} records of {r['spans']:,} task calls waiting, "
+                f"{r['dropped']:,} dropped)",
+                "",
+                "<= 1 KiB per event",
+                goal_at_most(r["rss_growth"] / max(1, r["records"]), 1024),
+            )
+            for variant, r in pending.items()
         ],
     ]
 

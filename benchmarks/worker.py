@@ -21,7 +21,7 @@ from opentelemetry import trace
 from opentelemetry.sdk.trace import TracerProvider
 
 from benchmarks import workload
-from benchmarks.pipelines import install
+from benchmarks.pipelines import STIGMER_PIPELINES, install
 from benchmarks.receivers import API_KEY
 from otel_stigmer import (
     CallbackClient,
@@ -55,10 +55,12 @@ def _hotpath(p: Params) -> Result:
     fn = workload.step_attrs if attrs else workload.step
     workload.timed_workflow(fn, _WARMUP_CALLS, execution_id="warmup")
     installed.flush()
+    child_cpu = installed.child_cpu_ns()
     start_ns = time.monotonic_ns()
     wall, cpu = workload.timed_workflow(fn, calls, execution_id="hotpath")
     flushed = installed.flush()
     flushed_ns = time.monotonic_ns()
+    child_cpu = installed.child_cpu_ns() - child_cpu
     produced = _WARMUP_CALLS + calls + 2  # spans, with the two workflow spans
     result = {
         "wall_ns": wall,
@@ -70,6 +72,9 @@ def _hotpath(p: Params) -> Result:
         "flushed": flushed,
         "produced": produced,
         "dropped": installed.dropped(produced),
+        # The sender process's CPU over the loop and the drain, and its memory.
+        "child_cpu_ns": child_cpu,
+        "child_rss": installed.child_rss_bytes(),
     }
     installed.shutdown()
     return result
@@ -78,7 +83,7 @@ def _hotpath(p: Params) -> Result:
 def _produced(pipeline: str, calls: int, executions: int) -> int:
     """Items a run sends: Stigmer events (start + end of each span) or OTLP spans."""
     spans = calls + executions
-    return 2 * spans if pipeline == "stigmer" else spans
+    return 2 * spans if pipeline in STIGMER_PIPELINES else spans
 
 
 def _burst(p: Params) -> Result:
@@ -90,11 +95,14 @@ def _burst(p: Params) -> Result:
     if p["pipeline"] == "raw":
         return _raw_burst(p["endpoint"], calls)
     installed = install(p["pipeline"], p["endpoint"], API_KEY)
+    installed.start_sender()  # the sender process, if any, is up before the clock starts
+    child_cpu = installed.child_cpu_ns()
     start = time.monotonic_ns()
     workload.drive_threads(threads, executions, calls, prefix="burst")
     produced_end = time.monotonic_ns()
     flushed = installed.flush()
     flush_end = time.monotonic_ns()
+    child_cpu = installed.child_cpu_ns() - child_cpu
     produced = _produced(p["pipeline"], calls, executions)
     result = {
         "start_ns": start,
@@ -103,6 +111,8 @@ def _burst(p: Params) -> Result:
         "flushed": flushed,
         "produced": produced,
         "dropped": installed.dropped(produced),
+        "child_cpu_ns": child_cpu,
+        "child_rss": installed.child_rss_bytes(),
     }
     installed.shutdown()
     return result
@@ -341,12 +351,40 @@ def _span_memory(p: Params) -> Result:
     return result
 
 
+def _pending_memory(p: Params) -> Result:
+    """RSS per record waiting in the process sender's pending list (no child can start)."""
+    calls = int(p["calls"])
+    installed = install("process", f"127.0.0.1:{_closed_port()}", API_KEY)
+    stigmer = installed.stigmer
+    assert stigmer is not None
+    real = sys.executable
+    sys.executable = "/nonexistent/python"  # every start of the child fails: records wait
+    fn = workload.step_attrs if p.get("attrs") else workload.step
+    workload.timed_workflow(fn, 100, execution_id="warmup")
+    gc.collect()
+    before_rss, before_depth = _rss_bytes(), stigmer.stats().queue_depth
+    workload.timed_workflow(fn, calls, execution_id="held")
+    gc.collect()
+    stats = stigmer.stats()
+    result = {
+        "spans": calls,
+        "records": stats.queue_depth - before_depth,
+        "events": calls * (3 if p.get("attrs") else 2),
+        "dropped": sum(stats.dropped.values()),
+        "rss_growth": _rss_bytes() - before_rss,
+    }
+    sys.executable = real
+    stigmer.shutdown(0)
+    return result
+
+
 _SCENARIOS: dict[str, Callable[[Params], Result]] = {
     "hotpath": _hotpath,
     "burst": _burst,
     "liveness": _liveness,
     "memory": _memory,
     "span_memory": _span_memory,
+    "pending_memory": _pending_memory,
 }
 
 

@@ -179,6 +179,15 @@ class ProcessSender:
         if self._thread is None:
             self._start_thread()
 
+    def start(self) -> None:
+        """Start the writer now rather than at the first record (a flush then starts the child)."""
+        if self._closed:
+            return
+        if self._pid != os.getpid():
+            self._forget_after_fork()
+        if self._thread is None:
+            self._start_thread()
+
     def force_flush(self, timeout_millis: int = 30_000) -> bool:
         """Deliver everything submitted so far; False if the timeout passed first."""
         deadline = time.monotonic() + max(0, timeout_millis) / 1000

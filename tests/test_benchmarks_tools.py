@@ -1,4 +1,4 @@
-"""The profiler, the child-process sender prototype and the batch concatenation of benchmarks/."""
+"""The profiler (the process sender among its configurations) and the batch concatenation."""
 
 from __future__ import annotations
 
@@ -12,11 +12,11 @@ import pytest
 from benchmarks.micro import _events
 from benchmarks.profile import CONFIGS
 from benchmarks.profile import main as profile_main
-from benchmarks.sidecar import batch_request_bytes
 from benchmarks.threads import GcMeter, thread_cpu_ns
 from otel_stigmer._proto.ai.stigmer.workflow.runner.v1.progress_pb2 import (
     ReportProgressBatchRequest,
 )
+from otel_stigmer._wire import encode_batch as batch_request_bytes
 from otel_stigmer.events import WorkflowProgressEvent
 
 
@@ -62,7 +62,7 @@ def test_profiler_accounts_every_configuration_and_delivers_every_event(
 ) -> None:
     """A tiny profile run measures each configuration, stores every event, prints the tables.
 
-    The Stigmer pipeline and the child-process prototype both deliver all events (two per
+    The Stigmer pipeline and the process sender both deliver all events (two per
     task call plus the workflow's, for the warm-up and the measured loop) to a real
     reference receiver, and the profile names the library's modules per thread.
     """
@@ -80,11 +80,12 @@ def test_profiler_accounts_every_configuration_and_delivers_every_event(
     raw = json.loads(raw_path.read_text())["plain"]
     assert set(raw["runs"]) == set(CONFIGS)
     expected = 2 * (200 + 1)  # the measured loop's tasks and its workflow, two events each
-    for config in ("stigmer", "stigmer-gc-off", "sidecar"):
+    for config in ("stigmer", "stigmer-gc-off", "process"):
         run = raw["runs"][config][0]
         assert run["stored"] >= expected, config
         assert run["cpu_ns"] > 0
-    assert raw["runs"]["sidecar"][0]["dropped"] == 0
+    assert raw["runs"]["process"][0]["dropped"] == 0
+    assert raw["runs"]["process"][0]["child_cpu_ns"] > 0
     profiles = raw["profile"]["profiles"]
     assert "MainThread" in profiles
     modules = {name for summary in profiles.values() for name in summary["categories"]}
