@@ -54,6 +54,14 @@ def test_every_section_runs_against_real_receivers_and_prints_one_table(
     assert raw_client["received"] == raw_client["produced"] == 200
     assert "until the last is stored" in table  # the drain is charged to the hot path
     assert "per task call" in table
+    process = raw["throughput"]["process"][0]  # the process sender delivers the same burst
+    assert process["received"] == process["produced"] == 402
+    assert process["child_cpu_ns"] > 0
+    assert "process sender against the in-process sender" in table
+    assert "process sender task_started at 400 events/s" in table
+    for pending in raw["pending_memory"].values():  # records waiting for a sender process
+        assert pending["records"] >= 2 * pending["spans"]
+        assert pending["dropped"] == 0
     for held in raw["span_memory"].values():  # records waiting behind a stuck sender
         assert held["spans"] == TINY.memory_chunk_events // 4
         assert held["events"] >= 2 * held["spans"]
