@@ -193,6 +193,7 @@ def _liveness(p: Params) -> Result:
     calls = max(threads, int(rate / 2 * float(p["duration_s"])))
     executions = max(threads, min(int(p.get("executions", 1)), calls))
     installed = install(pipeline, p["endpoint"], API_KEY)
+    installed.start_sender()  # a sender process starts before the clock, as a thread does
     start = time.monotonic_ns()
     workload.drive_threads(
         threads, executions, calls, prefix="live", events_per_s=rate, record=True
