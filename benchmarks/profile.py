@@ -500,9 +500,11 @@ def _thread_cpu(thread: str) -> Callable[[Result], float]:
     return cpu
 
 
-def profile_table(variant: str, result: Result, unprofiled: list[Result]) -> str:
+def profile_table(
+    variant: str, result: Result, unprofiled: list[Result], config: str = "stigmer"
+) -> str:
     """Profiled self time by module, scaled onto the unprofiled CPU of the same thread."""
-    lines = [f"#### {variant} task, Stigmer pipeline: profiled self time by module"]
+    lines = [f"#### {variant} task, configuration {config}: profiled self time by module"]
     events = _EVENTS_PER_CALL[variant]
     for thread, summary in result["profiles"].items():
         if thread == _CALLER:
@@ -553,6 +555,12 @@ def main(argv: list[str] | None = None) -> int:
         help="also run the Stigmer pipeline of git revision REV (or of a directory holding "
         "an otel_stigmer package) as configuration 'stigmer@REV'; repeatable",
     )
+    parser.add_argument(
+        "--profiled",
+        default="stigmer",
+        help="configurations to run once more under cProfile (comma-separated; e.g. "
+        "stigmer,process)",
+    )
     parser.add_argument("--child", help=argparse.SUPPRESS)
     parser.add_argument("--loop", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -589,10 +597,13 @@ def main(argv: list[str] | None = None) -> int:
             if {"bare", "sdk", "noop", "stigmer", "stigmer-gc-off"} <= runs.keys():
                 print(caller_gap_table(variant, runs) + "\n")
             raw[variant] = {"runs": runs}
-            if not args.no_profile:
-                profiled = _run_child({**base, "config": "stigmer", "profile": True})
-                raw[variant]["profile"] = profiled
-                print(profile_table(variant, profiled, runs["stigmer"]) + "\n")
+            for config in [] if args.no_profile else args.profiled.split(","):
+                if config not in runs:
+                    continue
+                profiled = _run_child({**base, "config": config, "profile": True})
+                key = "profile" if config == "stigmer" else f"profile_{config}"
+                raw[variant][key] = profiled
+                print(profile_table(variant, profiled, runs[config], config) + "\n")
             if args.py_spy:
                 print(sample_native(variant, receiver.endpoint) + "\n")
             sys.stdout.flush()
