@@ -94,6 +94,7 @@ class _Child:
         self.parent = parent
         self.done = threading.Event()
         self.shut_down = False
+        self._finishing = threading.Lock()
 
     def serve(self, reader: _frames.FrameReader) -> None:
         """Submit records and answer tokens until end of input."""
@@ -127,6 +128,9 @@ class _Child:
 
     def finish(self, timeout_millis: int) -> None:
         """Deliver within ``timeout_millis`` and exit (at the latest a little after it)."""
+        # End of input and an orphaned parent may both end the child: the first one does,
+        # the other waits here until the process exits.
+        self._finishing.acquire()
         hard = threading.Timer(timeout_millis / 1000 + _HARD_EXIT_GRACE, os._exit, args=(0,))
         hard.daemon = True
         hard.start()
