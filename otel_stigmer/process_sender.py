@@ -289,7 +289,10 @@ class ProcessSender:
     def _run(self) -> None:
         empty = 0
         while not self._stop.is_set():
-            if empty >= _IDLE_ROUNDS:
+            waiting = self._restart_at - time.monotonic()
+            if waiting > self._interval and self._child is None:
+                self._wake.wait(waiting)  # no child until its restart: nothing to write
+            elif empty >= _IDLE_ROUNDS:
                 self._idle = True
                 if not self._pending:
                     self._wake.wait(_IDLE_WAIT)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import marshal
 from typing import Any, NamedTuple
 
+import pytest
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.trace import StatusCode
 
@@ -146,3 +147,22 @@ def test_config_and_retry_policy_round_trip_as_plain_values() -> None:
     plain_policy = retry_policy_fields(policy)
     assert retry_policy_from(marshal.loads(marshal.dumps(plain_policy))) == policy
     assert retry_policy_from(retry_policy_fields(None)) is None
+
+
+def test_the_childs_environment_has_no_key_and_no_auto_instrumentation(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The key variables are left out, OpenTelemetry's sitecustomize is off the path."""
+    from otel_stigmer.process_sender import child_environment  # noqa: PLC0415
+
+    monkeypatch.setenv("STIGMER_SERVICE_API_KEY", "k-secret")
+    monkeypatch.setenv("STIGMER_API_KEY", "k-secret")
+    monkeypatch.setenv("STIGMER_SERVICE_ENDPOINT", "127.0.0.1:9")
+    sitecustomize = "/x/site-packages/opentelemetry/instrumentation/auto_instrumentation"
+    monkeypatch.setenv("PYTHONPATH", f"/app:{sitecustomize}")
+    env = child_environment()
+    assert "k-secret" not in "".join(env.values())
+    assert env["STIGMER_SERVICE_ENDPOINT"] == "127.0.0.1:9"
+    assert env["PYTHONPATH"].split(":")[0] == "/app"
+    assert sitecustomize not in env["PYTHONPATH"]
+    assert env["OTEL_SDK_DISABLED"] == "true"
