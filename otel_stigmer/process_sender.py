@@ -107,7 +107,8 @@ class ProcessSender:
         flush_interval: Seconds between writes to the pipe while records come in.
 
     Raises:
-        ConfigError: When this interpreter cannot start a child (no ``sys.executable``).
+        ConfigError: When this interpreter cannot start a child (not POSIX, or no
+            ``sys.executable``).
     """
 
     _pid: int
@@ -136,6 +137,11 @@ class ProcessSender:
         *,
         flush_interval: float = FLUSH_INTERVAL,
     ) -> None:
+        if os.name != "posix":
+            raise ConfigError(
+                f"{ENV_SENDER}=process needs a POSIX system (pipes, fork handlers); this is "
+                f"{os.name!r}. Fix: set {ENV_SENDER}=thread."
+            )
         if not sys.executable or not os.access(sys.executable, os.X_OK):
             raise ConfigError(
                 f"{ENV_SENDER}=process: this interpreter cannot start a process of its own "

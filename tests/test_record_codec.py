@@ -166,3 +166,15 @@ def test_the_childs_environment_has_no_key_and_no_auto_instrumentation(
     assert env["PYTHONPATH"].split(":")[0] == "/app"
     assert sitecustomize not in env["PYTHONPATH"]
     assert env["OTEL_SDK_DISABLED"] == "true"
+
+
+def test_a_frame_with_a_value_marshal_cannot_write_goes_as_text() -> None:
+    """One odd attribute value does not cost the frame: it travels as its str."""
+    from otel_stigmer.process_sender import _records_frame  # noqa: PLC0415
+
+    class Odd:
+        def __str__(self) -> str:
+            return "odd"
+
+    data = _records_frame([(0, {"a": Odd(), "b": 1})])
+    assert marshal.loads(data[4:]) == (_frames.RECORDS, [(0, {"a": "odd", "b": 1})])
