@@ -442,3 +442,35 @@ def test_pending_records_are_bounded_terminal_ones_kept_longest_while_no_child_s
         "workflow_started",
         "workflow_completed",
     ]
+
+
+def test_sigterm_to_the_sender_process_delivers_what_it_has_before_it_exits(
+    server: StigmerTestServer, provider: TracerProvider
+) -> None:
+    """SIGTERM (a supervisor stopping the process group) ends the child as at end of input.
+
+    What it had taken in is still delivered; later events go to a new child.
+    """
+    server.set_latency(0.5)  # two batches of five: a second at least
+    config = _config(server, STIGMER_MAX_BATCH_SIZE="5")
+    pipeline = configure(config, tracer_provider=provider)
+    sender = _sender(pipeline)
+    tracer = provider.get_tracer("runner")
+    for number in range(5):
+        with tracer.start_as_current_span(
+            "wf", attributes={conv.WORKFLOW_EXECUTION_ID: f"term-{number}"}
+        ):
+            pass
+    assert _until(lambda: sender.stats().enqueued >= 10)  # all in the child, not yet sent
+    child = sender.child_pid
+    assert child is not None
+    os.kill(child, signal.SIGTERM)
+    assert len(server.events()) < 10  # delivery was under way at the signal
+    server.wait_for_events(10, timeout=30)
+    assert _until(lambda: not _alive(child))
+    server.set_latency(0)
+    with tracer.start_as_current_span("wf", attributes={conv.WORKFLOW_EXECUTION_ID: "term-after"}):
+        pass
+    assert pipeline.force_flush(20_000)
+    assert len(server.events("term-after")) == 2
+    assert all(len(server.events(f"term-{n}")) == 2 for n in range(5))
