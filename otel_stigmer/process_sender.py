@@ -331,7 +331,13 @@ class ProcessSender:
         data, weight, tokens = self._encode(batch)
         child.written += weight
         child.tokens.update(tokens)
-        if not self._write(child, data) and not self._stop.is_set():
+        sent = self._write(child, data)
+        if sent < len(data) and not self._stop.is_set():
+            if sent == 0:  # nothing reached the pipe: it all waits for the next child
+                child.written -= weight
+                child.tokens.difference_update(tokens)
+                with self._lock:
+                    self._pending[:0] = batch
             self._lost(child, "the pipe to it broke")
         return True
 
@@ -362,20 +368,21 @@ class ProcessSender:
             parts.append(_records_frame(records))
         return b"".join(parts), weight, tokens
 
-    def _write(self, child: _Child, data: bytes) -> bool:
+    def _write(self, child: _Child, data: bytes) -> int:
+        """Write ``data`` to the child; return how many bytes went (all, unless it failed)."""
         view = memoryview(data)
         while view:
             if child.gone or child.out_fd < 0:
-                return False
+                break
             try:
                 view = view[os.write(child.out_fd, view) :]
             except BlockingIOError:
                 if self._stop.is_set():
-                    return False
+                    break
                 select.select([], [child.out_fd], [], _WRITE_SLICE)
             except OSError:
-                return False
-        return True
+                break
+        return len(data) - len(view)
 
     def _finish(self) -> None:
         """The writer stops: what is still pending is dropped, the child's input closed."""
@@ -418,9 +425,8 @@ class ProcessSender:
         _close(to_child[0])
         _close(from_child[1])
         child = _Child(process, to_child[1], from_child[0])
-        ok = self._write(
-            child, _frames.frame((_frames.CONFIG, config_fields(self._config), self._policy))
-        )
+        config = _frames.frame((_frames.CONFIG, config_fields(self._config), self._policy))
+        ok = self._write(child, config) == len(config)
         os.set_blocking(child.out_fd, False)
         self._child = child
         threading.Thread(

@@ -468,9 +468,34 @@ def test_sigterm_to_the_sender_process_delivers_what_it_has_before_it_exits(
     assert len(server.events()) < 10  # delivery was under way at the signal
     server.wait_for_events(10, timeout=30)
     assert _until(lambda: not _alive(child))
+    assert _until(lambda: sender.child_pid != child)  # its end is noticed
     server.set_latency(0)
     with tracer.start_as_current_span("wf", attributes={conv.WORKFLOW_EXECUTION_ID: "term-after"}):
         pass
     assert pipeline.force_flush(20_000)
     assert len(server.events("term-after")) == 2
     assert all(len(server.events(f"term-{n}")) == 2 for n in range(5))
+
+
+def test_records_written_after_the_child_died_wait_for_the_next_one(
+    server: StigmerTestServer, provider: TracerProvider
+) -> None:
+    """A write that finds the child's pipe closed loses nothing: the records go to its successor."""
+    pipeline = configure(_config(server), tracer_provider=provider)
+    sender = _sender(pipeline)
+    tracer = provider.get_tracer("runner")
+    with tracer.start_as_current_span("wf", attributes={conv.WORKFLOW_EXECUTION_ID: "alive"}):
+        pass
+    assert pipeline.force_flush(20_000)  # the child's counters are current
+    child = sender.child_pid
+    assert child is not None
+    os.kill(child, signal.SIGKILL)
+    assert _until(lambda: not _alive(child))
+    for number in range(20):
+        with tracer.start_as_current_span(
+            "wf", attributes={conv.WORKFLOW_EXECUTION_ID: f"dead-{number}"}
+        ):
+            pass
+    assert pipeline.force_flush(20_000)
+    assert all(len(server.events(f"dead-{n}")) == 2 for n in range(20))
+    assert pipeline.stats().dropped.get("sender_exited", 0) == 0
