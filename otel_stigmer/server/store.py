@@ -306,6 +306,7 @@ class EventStore:
         self._group_lock = threading.Lock()
         self._group: list[_PendingAdd] = []
         self._committing = False
+        self._transactions = 0
         self._readers: queue.SimpleQueue[sqlite3.Connection] = queue.SimpleQueue()
         self._all_readers: list[sqlite3.Connection] = []
         self._readers_lock = threading.Lock()
@@ -354,6 +355,23 @@ class EventStore:
     def path(self) -> str:
         """The SQLite file path."""
         return self._path
+
+    @property
+    def transactions(self) -> int:
+        """Write transactions committed since the store was opened (one per group of calls)."""
+        return self._transactions
+
+    @property
+    def writing(self) -> bool:
+        """True while a call of :meth:`add` writes a transaction."""
+        with self._group_lock:
+            return self._committing
+
+    @property
+    def waiting(self) -> int:
+        """Calls of :meth:`add` queued for the next transaction (group commit)."""
+        with self._group_lock:
+            return len(self._group)
 
     @property
     def last_rowid(self) -> int:
@@ -493,6 +511,7 @@ class EventStore:
                     conn.execute("ROLLBACK")
                 raise
             self._summaries.update(summaries)
+            self._transactions += 1
             self._last_rowid = rowid
             self._changed.notify_all()
 
