@@ -177,6 +177,9 @@ class _OrderedCalls(Generic[R]):
         self._in_flight = 0
         self._starting = False
         self._finished = threading.Event()
+        # Calls started from gRPC's callback thread run in the caller's context (whose
+        # instrumentation is suppressed), attached once per round of starts.
+        self._context = otel_context.get_current()
 
     def run(self, chains: Iterable[collections.deque[int]]) -> None:
         """Send every chain, in order within each; return once every call is answered."""
@@ -192,7 +195,8 @@ class _OrderedCalls(Generic[R]):
         A call answered at once calls back into :meth:`_answered` on this thread; that only
         queues its chain, so the stack never grows with the number of calls.
         """
-        with suppress_instrumentation():
+        token = otel_context.attach(self._context)
+        try:
             while True:
                 with self._lock:
                     if not self._ready or self._in_flight >= self._max_in_flight:
@@ -216,6 +220,8 @@ class _OrderedCalls(Generic[R]):
                         self._in_flight -= 1
                     continue
                 future.add_done_callback(functools.partial(self._answered, chain, index))
+        finally:
+            otel_context.detach(token)
 
     def _answered(self, chain: collections.deque[int], index: int, future: grpc.Future[R]) -> None:
         try:
