@@ -273,7 +273,12 @@ class EventStore:
     De-duplication by ``event_id`` uses a set of the stored ids, rebuilt from the
     file at open, instead of a UNIQUE index: ids are random, so an index on them
     dirties one page per event and made small batches two to three times slower
-    to store. The set costs about 100 bytes of memory per stored event.
+    to store. The set costs about 100 bytes of memory per stored event; the summary row
+    of each execution written since the open is kept in memory too.
+
+    Concurrent :meth:`add` calls are committed in groups (one transaction for the calls
+    that queued while the previous one was written); each returns once its own events
+    are committed.
 
     Args:
         path: The SQLite file; created when missing, reopened with its data otherwise.
