@@ -183,3 +183,24 @@ def test_a_failed_group_answers_its_unary_calls_aborted(
         assert "none was stored" in (raised.value.details() or "")
         assert stub.report_progress(_event("exec-1", 2), metadata=AUTH, timeout=DEADLINE_S)
     assert _stored_ids(receiver.store, "exec-1") == ["exec-1-2"]
+
+
+def test_two_stores_on_one_file_keep_ids_and_summaries_right(
+    store: EventStore, tmp_path: Path
+) -> None:
+    """A second writer of the file is noticed: arrival ids stay unique, summaries add up."""
+    other = EventStore(tmp_path / "events.db")
+    try:
+        for seq in range(1, 7):
+            writer = store if seq % 2 else other
+            assert writer.add([_event("exec-1", seq)]) == (1, 0)
+        assert store.add([_event("exec-1", 7), _event("exec-2", 1)]) == (2, 0)
+    finally:
+        other.close()
+    stored = store.page("exec-1")
+    assert [s.event.sequence_number for s in stored] == [1, 2, 3, 4, 5, 6, 7]
+    assert len({s.rowid for s in stored}) == 7
+    summary = store.execution("exec-1")
+    assert summary is not None
+    assert summary.event_count == 7
+    assert summary.last_rowid == stored[-1].rowid

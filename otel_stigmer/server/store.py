@@ -274,7 +274,8 @@ class EventStore:
     file at open, instead of a UNIQUE index: ids are random, so an index on them
     dirties one page per event and made small batches two to three times slower
     to store. The set costs about 100 bytes of memory per stored event; the summary row
-    of each execution written since the open is kept in memory too.
+    of each execution written since the open is kept in memory too (and read again when
+    another connection wrote the file).
 
     Concurrent :meth:`add` calls are committed in groups (one transaction for the calls
     that queued while the previous one was written); each returns once its own events
@@ -299,6 +300,7 @@ class EventStore:
         self._migrate(self._conn)
         row = self._conn.execute("SELECT coalesce(max(id), 0) FROM events").fetchone()
         self._last_rowid: int = row[0]
+        self._data_version: int = self._conn.execute("PRAGMA data_version").fetchone()[0]
         self._seen: set[str] = {
             event_id
             for (event_id,) in self._conn.execute(
@@ -485,7 +487,9 @@ class EventStore:
             if not fresh:
                 return
             try:
+                # IMMEDIATE: the arrival ids taken here stay ours until the commit.
                 conn.execute("BEGIN IMMEDIATE")
+                self._catch_up(conn)
                 rowid = self._last_rowid
                 summaries = self._summaries_of(conn, fresh)
                 rows = []
@@ -520,13 +524,28 @@ class EventStore:
             self._last_rowid = rowid
             self._changed.notify_all()
 
+    def _catch_up(self, conn: sqlite3.Connection) -> None:
+        """Forget what is kept in memory if another connection wrote the file meanwhile.
+
+        ``PRAGMA data_version`` changes only with commits of other connections (another
+        store on the same file, or the status tables' writer), so alone this costs one
+        pragma per transaction instead of reading the newest arrival id and the summaries.
+        """
+        version = conn.execute("PRAGMA data_version").fetchone()[0]
+        if version == self._data_version:
+            return
+        self._data_version = version
+        self._summaries.clear()
+        row = conn.execute("SELECT coalesce(max(id), 0) FROM events").fetchone()
+        self._last_rowid = max(self._last_rowid, int(row[0]))
+
     def _summaries_of(
         self, conn: sqlite3.Connection, events: Sequence[WorkflowProgressEvent]
     ) -> dict[str, _Summary]:
         """Copies of the summaries of ``events``' executions, to fold a transaction into.
 
-        Known ones come from memory (this store is the file's only writer); the others are
-        read once from the file. The copies replace the kept ones only once committed.
+        Known ones come from memory (kept while no other connection writes the file); the
+        others are read from the file. The copies replace the kept ones once committed.
         """
         kept = self._summaries
         summaries: dict[str, _Summary] = {}
