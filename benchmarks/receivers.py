@@ -1,6 +1,6 @@
 """Receivers in processes of their own, timestamping every stored event or span.
 
-Two kinds: the reference Stigmer receiver (its servicer and SQLite store, with the batch
+Two kinds: the reference Stigmer receiver (``ReceiverServer`` as shipped, with the batch
 RPC on or off) and a minimal OTLP ``TraceService``. Each records, with
 ``time.monotonic_ns()`` (CLOCK_MONOTONIC, one clock for every process on the host), when
 each item was stored, so producers in other processes can compute delivery rates and
@@ -13,6 +13,7 @@ import bisect
 import contextlib
 import multiprocessing
 import os
+import sys
 import tempfile
 import threading
 import time
@@ -25,14 +26,11 @@ from types import TracebackType
 import grpc
 from opentelemetry.proto.collector.trace.v1 import trace_service_pb2, trace_service_pb2_grpc
 
-from otel_stigmer._proto.ai.stigmer.workflow.runner.v1 import progress_pb2_grpc
 from otel_stigmer.events import WorkflowProgressEvent
-from otel_stigmer.server.auth import BearerKeyAuth
-from otel_stigmer.server.faults import FaultInjector
-from otel_stigmer.server.service import ProgressService
+from otel_stigmer.server.app import ReceiverServer
 from otel_stigmer.server.store import EventStore
 
-__all__ = ["API_KEY", "ArrivalRecorder", "ReceiverProcess", "ReceiverStats"]
+__all__ = ["API_KEY", "ArrivalRecorder", "ReceiverProcess", "ReceiverStats", "StoreMeter"]
 
 #: The key the benchmark receivers accept (a throw-away value, not a secret).
 API_KEY = "bench-key-not-a-secret"
@@ -103,18 +101,75 @@ class ArrivalRecorder:
             self._timeline = []
 
 
+@dataclass
+class StoreMeter:
+    """What the store saw: calls of ``add``, how many ran at once, their CPU and wall time."""
+
+    calls: int = 0
+    #: Transactions written so far (absolute); 0 for a store that does not count them.
+    transactions: int = 0
+    events: int = 0
+    max_in_add: int = 0
+    in_add_sum: int = 0
+    add_cpu_ns: int = 0
+    add_wall_ns: int = 0
+    process_cpu_ns: int = 0
+    threads: int = 0
+    #: Context switches of all the process's threads so far (absolute).
+    switches: int = 0
+
+
+def context_switches(pid: int | str = "self") -> int:
+    """Voluntary and involuntary context switches of every thread of a process so far."""
+    total = 0
+    task_dir = f"/proc/{pid}/task"
+    for tid in os.listdir(task_dir):
+        with contextlib.suppress(OSError), open(f"{task_dir}/{tid}/status") as status:
+            for line in status:
+                if "ctxt_switches:" in line:
+                    total += int(line.split()[-1])
+    return total
+
+
 class _RecordingStore(EventStore):
     """The reference SQLite store, noting when each batch was committed."""
 
     def __init__(self, path: str, recorder: ArrivalRecorder) -> None:
         super().__init__(path)
         self._recorder = recorder
+        self._meter_lock = threading.Lock()
+        self._in_add = 0
+        self.meter = StoreMeter()
 
     def add(self, events: Sequence[WorkflowProgressEvent]) -> tuple[int, int]:
-        accepted, duplicates = super().add(events)
+        meter = self.meter
+        with self._meter_lock:
+            self._in_add += 1
+            meter.calls += 1
+            meter.events += len(events)
+            meter.in_add_sum += self._in_add
+            meter.max_in_add = max(meter.max_in_add, self._in_add)
+        wall, cpu = time.perf_counter_ns(), time.thread_time_ns()
+        try:
+            accepted, duplicates = super().add(events)
+        finally:
+            with self._meter_lock:
+                self._in_add -= 1
+                meter.add_cpu_ns += time.thread_time_ns() - cpu
+                meter.add_wall_ns += time.perf_counter_ns() - wall
         started = (e.span_id for e in events if e.event_type.endswith(_STARTED_SUFFIX))
         self._recorder.note(accepted, started, time.monotonic_ns())
         return accepted, duplicates
+
+    def take_meter(self) -> StoreMeter:
+        """The meter since the last call, with the process CPU spent meanwhile."""
+        with self._meter_lock:
+            meter, self.meter = self.meter, StoreMeter()
+        meter.process_cpu_ns = time.process_time_ns()
+        meter.threads = threading.active_count()
+        meter.switches = context_switches()
+        meter.transactions = int(getattr(self, "transactions", 0))
+        return meter
 
 
 class _TraceService(trace_service_pb2_grpc.TraceServiceServicer):
@@ -138,25 +193,39 @@ class _TraceService(trace_service_pb2_grpc.TraceServiceServicer):
         return trace_service_pb2.ExportTraceServiceResponse()
 
 
+class _BenchReceiver(ReceiverServer):
+    """The reference receiver as shipped (``ReceiverServer``), storing through the recorder."""
+
+    def __init__(self, db_path: str, recorder: ArrivalRecorder, batch_enabled: bool) -> None:
+        super().__init__(
+            api_keys=[API_KEY], db_path=db_path, host="127.0.0.1", batch_enabled=batch_enabled
+        )
+        self.recording = _RecordingStore(db_path, recorder)
+
+    @property
+    def store(self) -> EventStore:
+        return self.recording
+
+
 def _serve(conn: Connection, kind: str, batch_enabled: bool, db_path: str) -> None:
     """Child process: serve until told to stop, answering control commands on ``conn``."""
     recorder = ArrivalRecorder()
-    # The reference receiver's own settings (ReceiverServer): 16 workers, no port sharing.
-    server = grpc.server(ThreadPoolExecutor(max_workers=16), options=[("grpc.so_reuseport", 0)])
-    store: EventStore | None = None
+    store: _RecordingStore | None = None
+    receiver: _BenchReceiver | None = None
+    server: grpc.Server | None = None
     if kind == "stigmer":
-        store = _RecordingStore(db_path, recorder)
-        service = ProgressService(
-            store, BearerKeyAuth([API_KEY]), FaultInjector(batch_enabled=batch_enabled)
-        )
-        progress_pb2_grpc.add_WorkflowRunnerCommandControllerServicer_to_server(service, server)
+        receiver = _BenchReceiver(db_path, recorder, batch_enabled)
+        receiver.start()
+        store = receiver.recording
+        port = receiver.port
     else:
+        server = grpc.server(ThreadPoolExecutor(max_workers=16), options=[("grpc.so_reuseport", 0)])
         # opentelemetry-proto ships its gRPC module without type hints.
         trace_service_pb2_grpc.add_TraceServiceServicer_to_server(  # type: ignore[no-untyped-call]
             _TraceService(recorder), server
         )
-    port = server.add_insecure_port("127.0.0.1:0")
-    server.start()
+        port = server.add_insecure_port("127.0.0.1:0")
+        server.start()
     conn.send(port)
     try:
         while True:
@@ -170,13 +239,18 @@ def _serve(conn: Connection, kind: str, batch_enabled: bool, db_path: str) -> No
                 conn.send(recorder.count_at(argument))
             elif command == "arrivals":
                 conn.send(recorder.arrivals())
+            elif command == "meter":
+                conn.send(store.take_meter() if store is not None else StoreMeter())
             elif command == "reset":
                 recorder.reset()
                 conn.send(None)
             else:
                 break
     finally:
-        server.stop(1.0).wait()
+        if receiver is not None:
+            receiver.stop(1.0)
+        if server is not None:
+            server.stop(1.0).wait()
         if store is not None:
             store.close()
 
@@ -187,9 +261,13 @@ class ReceiverProcess:
     Args:
         kind: ``"stigmer"`` (the reference receiver) or ``"otlp"``.
         batch_enabled: For ``"stigmer"``: False answers the batch RPC with UNIMPLEMENTED.
+        library: A directory holding another ``otel_stigmer`` package for the child to
+            serve with (an A/B baseline); this checkout's when None.
     """
 
-    def __init__(self, kind: str, *, batch_enabled: bool = True) -> None:
+    def __init__(
+        self, kind: str, *, batch_enabled: bool = True, library: str | None = None
+    ) -> None:
         if kind not in ("stigmer", "otlp"):
             raise ValueError(f"unknown receiver kind {kind!r}")
         self.kind = kind
@@ -203,6 +281,7 @@ class ReceiverProcess:
             daemon=True,
         )
         self._child = child
+        self._library = library
         self.port = 0
 
     @property
@@ -212,7 +291,15 @@ class ReceiverProcess:
 
     def start(self) -> ReceiverProcess:
         """Start the child and wait until it serves."""
-        self._process.start()
+        if self._library is None:
+            self._process.start()
+        else:
+            # A spawned child starts with the parent's sys.path: put the baseline first.
+            sys.path.insert(0, self._library)
+            try:
+                self._process.start()
+            finally:
+                sys.path.remove(self._library)
         self._child.close()
         port = None
         with contextlib.suppress(EOFError, OSError):
@@ -251,6 +338,17 @@ class ReceiverProcess:
         result = self._ask("count_at", when_ns)
         assert isinstance(result, int)
         return result
+
+    def meter(self) -> StoreMeter:
+        """The store's meter since the last call (the process CPU is absolute)."""
+        result = self._ask("meter")
+        assert isinstance(result, StoreMeter)
+        return result
+
+    @property
+    def pid(self) -> int | None:
+        """The child's process id."""
+        return self._process.pid
 
     def reset(self) -> None:
         """Forget counters and arrivals (stored events stay in the database)."""

@@ -7,11 +7,12 @@ its first attempt. :func:`run_ordered` keeps one call in flight per execution.
 from __future__ import annotations
 
 import collections
+import functools
 import importlib.metadata
-import queue
+import threading
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
-from typing import Any, TypeVar
+from typing import Any, Generic, TypeVar
 
 import grpc
 from opentelemetry import context as otel_context
@@ -140,42 +141,104 @@ def run_ordered(
 ) -> list[R | CallbackError | None]:
     """One call in flight per execution, up to ``max_in_flight`` executions at a time.
 
-    After a failure the rest of that execution is not sent (``None``); others go on.
+    After a failure the rest of that execution is not sent (``None``); others go on. The
+    next call of an execution is started from the completion callback of its previous
+    one (gRPC's callback thread), not by a wake-up of the calling thread, which only waits
+    for the last answer.
     """
     results: list[R | CallbackError | None] = [None] * len(events)
     chains: dict[str, collections.deque[int]] = {}
     for index, event in enumerate(events):
         chains.setdefault(event.workflow_execution_id, collections.deque()).append(index)
-    waiting = collections.deque(chains.values())
-    done: queue.SimpleQueue[tuple[collections.deque[int], int]] = queue.SimpleQueue()
-    futures: dict[int, grpc.Future[R]] = {}
-    while waiting or futures:
-        while waiting and len(futures) < max_in_flight:
-            chain = waiting.popleft()
-            index = chain.popleft()
-            try:
-                futures[index] = start(events[index])
-            except ValueError:  # grpc's word for a closed channel
-                results[index] = closed()
-                continue
-            futures[index].add_done_callback(_notify(done, chain, index))
-        if not futures:
-            break
-        chain, index = done.get()
-        outcome = results[index] = finish(futures.pop(index))
-        if isinstance(outcome, CallbackError):
-            chain.clear()  # the rest of this execution waits for the next attempt
-        elif chain:
-            waiting.append(chain)
+    _OrderedCalls(events, results, start, finish, closed, max_in_flight).run(chains.values())
     return results
 
 
-def _notify(
-    done: queue.SimpleQueue[tuple[collections.deque[int], int]],
-    chain: collections.deque[int],
-    index: int,
-) -> Any:
-    return lambda _future: done.put((chain, index))
+class _OrderedCalls(Generic[R]):
+    """The state of one :func:`run_ordered`: chains ready to go on, calls in flight."""
+
+    def __init__(
+        self,
+        events: Sequence[WorkflowProgressEvent],
+        results: list[R | CallbackError | None],
+        start: Callable[[WorkflowProgressEvent], grpc.Future[R]],
+        finish: Callable[[grpc.Future[R]], R | CallbackError],
+        closed: Callable[[], CallbackError],
+        max_in_flight: int,
+    ) -> None:
+        self._events = events
+        self._results = results
+        self._start = start
+        self._finish = finish
+        self._closed = closed
+        self._max_in_flight = max_in_flight
+        self._lock = threading.Lock()
+        self._ready: collections.deque[collections.deque[int]] = collections.deque()
+        self._in_flight = 0
+        self._starting = False
+        self._finished = threading.Event()
+        # Calls started from gRPC's callback thread run in the caller's context (whose
+        # instrumentation is suppressed), attached once per round of starts.
+        self._context = otel_context.get_current()
+
+    def run(self, chains: Iterable[collections.deque[int]]) -> None:
+        """Send every chain, in order within each; return once every call is answered."""
+        with self._lock:
+            self._ready.extend(chains)
+            self._starting = True
+        self._start_ready()
+        self._finished.wait()
+
+    def _start_ready(self) -> None:
+        """Start calls while chains are ready and slots free (one thread at a time).
+
+        A call answered at once calls back into :meth:`_answered` on this thread; that only
+        queues its chain, so the stack never grows with the number of calls.
+        """
+        token = otel_context.attach(self._context)
+        try:
+            while True:
+                with self._lock:
+                    if not self._ready or self._in_flight >= self._max_in_flight:
+                        self._starting = False
+                        if not self._in_flight and not self._ready:
+                            self._finished.set()
+                        return
+                    chain = self._ready.popleft()
+                    index = chain.popleft()
+                    self._in_flight += 1
+                try:
+                    future = self._start(self._events[index])
+                except Exception as error:
+                    # ValueError is grpc's word for a closed channel; the chain stops here.
+                    self._results[index] = (
+                        self._closed()
+                        if isinstance(error, ValueError)
+                        else CallbackError(grpc.StatusCode.UNKNOWN, type(error).__name__)
+                    )
+                    with self._lock:
+                        self._in_flight -= 1
+                    continue
+                future.add_done_callback(functools.partial(self._answered, chain, index))
+        finally:
+            otel_context.detach(token)
+
+    def _answered(self, chain: collections.deque[int], index: int, future: grpc.Future[R]) -> None:
+        try:
+            outcome = self._finish(future)
+        except Exception as error:  # never leave the waiting caller hanging
+            outcome = CallbackError(grpc.StatusCode.UNKNOWN, type(error).__name__)
+        self._results[index] = outcome
+        with self._lock:
+            self._in_flight -= 1
+            if isinstance(outcome, CallbackError):
+                chain.clear()  # the rest of this execution waits for the next attempt
+            elif chain:
+                self._ready.append(chain)
+            if self._starting:
+                return  # the thread starting calls picks the chain up
+            self._starting = True
+        self._start_ready()
 
 
 #: Field 1 (``events``) of ``ReportProgressBatchRequest``, length-delimited.

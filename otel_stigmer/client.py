@@ -366,14 +366,13 @@ class CallbackClient:
         self, future: grpc.Future[ProgressAckResponse]
     ) -> ProgressAckResponse | CallbackError:
         try:
-            error = future.exception()
-            if error is None:
-                return future.result()
+            return future.result()
         except grpc.FutureCancelledError:
             return self._closed_error()
-        if isinstance(error, grpc.RpcError):
+        except grpc.RpcError as error:
             return self._failure(error)
-        return CallbackError(grpc.StatusCode.UNKNOWN, type(error).__name__)
+        except Exception as error:
+            return CallbackError(grpc.StatusCode.UNKNOWN, type(error).__name__)
 
     def _reload_key(self) -> None:
         """Re-read a key file after a rejection, so a rotated key is used from the next call."""

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from benchmarks.__main__ import main
+from benchmarks.receiver_load import main as receiver_load_main
 from benchmarks.suites import Sizes
 
 TINY = Sizes(
@@ -74,3 +75,22 @@ def test_unknown_section_is_refused_with_the_valid_names(
     """An unknown --only section exits 2 and lists the valid ones."""
     assert main(["--only", "nope"], sizes=TINY) == 2
     assert "hotpath" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_receiver_load_measures_both_sides_against_real_receivers(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """`python -m benchmarks.receiver_load` stores every event of each run; both tables print."""
+    argv = ["--events", "200", "--reps", "1", "--ceiling-events", "2000", "--feeders", "1"]
+
+    assert receiver_load_main(argv) == 0
+
+    out = capsys.readouterr().out
+    assert "Unary-only receiver" in out
+    assert "batch ceiling" in out
+    starts = ("| stigmer@", "| naive -> ", "| raw -> ", "| receiver@")
+    rows = [line for line in out.splitlines() if line.startswith(starts)]
+    assert len(rows) == 4  # ours, naive, raw; the ceiling's receiver
+    for row in rows:
+        assert row.rstrip(" |").endswith("| 0")  # nothing lost

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import logging
 import math
+import sqlite3
 from collections.abc import Iterable, Iterator, Sequence
 from typing import NoReturn
 
@@ -23,6 +25,8 @@ from otel_stigmer.server.store import EventStore, StoreClosedError
 from otel_stigmer.server.throttle import peer_address
 
 __all__ = ["ProgressService", "validate_event"]
+
+_log = logging.getLogger(__name__)
 
 REPORT_PROGRESS = "report_progress"
 REPORT_PROGRESS_BATCH = "report_progress_batch"
@@ -110,6 +114,13 @@ class ProgressService(progress_pb2_grpc.WorkflowRunnerCommandControllerServicer)
             return self._store.add(events)
         except StoreClosedError:
             _abort(context, grpc.StatusCode.UNAVAILABLE, "receiver is shutting down; retry later")
+        except sqlite3.Error as error:
+            _log.warning("the receiver could not store a call's events: %s", error)
+            _abort(
+                context,
+                grpc.StatusCode.ABORTED,
+                "the receiver could not commit the events of this call; none was stored; retry",
+            )
 
     def report_progress(
         self, request: WorkflowProgressEvent, context: grpc.ServicerContext

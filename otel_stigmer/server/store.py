@@ -7,6 +7,7 @@ their own connections (WAL readers), so a long read never holds up the writing R
 
 from __future__ import annotations
 
+import copy
 import os
 import queue
 import sqlite3
@@ -154,6 +155,13 @@ class _Summary:
         summary.last_rowid = _int(row[9])
         return summary
 
+    def copy(self) -> _Summary:
+        """An independent copy."""
+        other = _Summary.__new__(_Summary)
+        for name in _Summary.__slots__:
+            setattr(other, name, getattr(self, name))
+        return other
+
     def row(self) -> tuple[object, ...]:
         return (
             self.execution_id,
@@ -188,6 +196,37 @@ class _Summary:
         elif terminal == self.ended and sequence >= self.status_sequence:
             self.status, self.status_sequence = event.status, sequence
         return late
+
+
+class _PendingAdd:
+    """One :meth:`EventStore.add` call waiting for its group's transaction."""
+
+    __slots__ = ("accepted", "done", "error", "events", "ready")
+
+    def __init__(self, events: Sequence[WorkflowProgressEvent]) -> None:
+        self.events = events
+        self.accepted = 0
+        self.done = False
+        self.error: BaseException | None = None
+        #: Set when this call's group is written (``done``) or when it writes the next.
+        self.ready = threading.Event()
+
+    def outcome(self) -> tuple[int, int]:
+        """``(accepted, duplicates)``, or the group's failure raised in this thread."""
+        if self.error is not None:
+            copied = _copy_of(self.error)
+            if copied is self.error:
+                raise copied
+            raise copied from self.error
+        return self.accepted, len(self.events) - self.accepted
+
+
+def _copy_of(error: BaseException) -> BaseException:
+    """The same failure as a new exception, so threads do not share one traceback."""
+    try:
+        return copy.copy(error).with_traceback(None)
+    except Exception:  # an exception type that cannot be copied
+        return error
 
 
 def _insert_many(conn: sqlite3.Connection, insert: str, rows: Sequence[tuple[object, ...]]) -> None:
@@ -234,7 +273,13 @@ class EventStore:
     De-duplication by ``event_id`` uses a set of the stored ids, rebuilt from the
     file at open, instead of a UNIQUE index: ids are random, so an index on them
     dirties one page per event and made small batches two to three times slower
-    to store. The set costs about 100 bytes of memory per stored event.
+    to store. The set costs about 100 bytes of memory per stored event; the summary row
+    of each execution written since the open is kept in memory too (and read again when
+    another connection wrote the file).
+
+    Concurrent :meth:`add` calls are committed in groups (one transaction for the calls
+    that queued while the previous one was written); each returns once its own events
+    are committed.
 
     Args:
         path: The SQLite file; created when missing, reopened with its data otherwise.
@@ -255,12 +300,20 @@ class EventStore:
         self._migrate(self._conn)
         row = self._conn.execute("SELECT coalesce(max(id), 0) FROM events").fetchone()
         self._last_rowid: int = row[0]
+        self._data_version: int = self._conn.execute("PRAGMA data_version").fetchone()[0]
         self._seen: set[str] = {
             event_id
             for (event_id,) in self._conn.execute(
                 "SELECT event_id FROM events WHERE event_id IS NOT NULL"
             )
         }
+        #: Summary rows of the executions written since the file was opened, as committed.
+        self._summaries: dict[str, _Summary] = {}
+        # Group commit: calls waiting for the transaction being written, and whether one is.
+        self._group_lock = threading.Lock()
+        self._group: list[_PendingAdd] = []
+        self._committing = False
+        self._transactions = 0
         self._readers: queue.SimpleQueue[sqlite3.Connection] = queue.SimpleQueue()
         self._all_readers: list[sqlite3.Connection] = []
         self._readers_lock = threading.Lock()
@@ -311,6 +364,23 @@ class EventStore:
         return self._path
 
     @property
+    def transactions(self) -> int:
+        """Write transactions committed since the store was opened (one per group of calls)."""
+        return self._transactions
+
+    @property
+    def writing(self) -> bool:
+        """True while a call of :meth:`add` writes a transaction."""
+        with self._group_lock:
+            return self._committing
+
+    @property
+    def waiting(self) -> int:
+        """Calls of :meth:`add` queued for the next transaction (group commit)."""
+        with self._group_lock:
+            return len(self._group)
+
+    @property
     def last_rowid(self) -> int:
         """Arrival id of the newest stored event (0 when empty)."""
         return self._last_rowid
@@ -353,6 +423,11 @@ class EventStore:
     def add(self, events: Sequence[WorkflowProgressEvent]) -> tuple[int, int]:
         """Store events in one transaction, dropping those whose ``event_id`` is known.
 
+        Calls that arrive while a transaction is being written are stored together in the
+        next one (group commit): one commit for many concurrent calls, each answered only
+        once its events are committed. When a group's transaction fails, every call of the
+        group raises and none of its events is stored.
+
         Returns:
             ``(accepted, duplicates)``.
 
@@ -361,25 +436,61 @@ class EventStore:
         """
         if not events:
             return 0, 0
+        call = _PendingAdd(events)
+        with self._group_lock:
+            self._group.append(call)
+            lead = not self._committing
+            self._committing = True
+        if not lead:
+            call.ready.wait()
+            if call.done:
+                return call.outcome()
+            # The previous writer handed the next group to this call.
+        with self._group_lock:
+            group, self._group = self._group, []
+        try:
+            self._store_group(group)
+        except BaseException as error:
+            for other in group:
+                other.error = error
+            raise
+        finally:
+            with self._group_lock:
+                for other in group:
+                    other.done = True
+                    if other is not call:
+                        other.ready.set()
+                if self._group:
+                    self._group[0].ready.set()  # it writes the next group
+                else:
+                    self._committing = False
+        return call.outcome()
+
+    def _store_group(self, group: Sequence[_PendingAdd]) -> None:
+        """Write the events of ``group``'s calls in one transaction, in call order."""
         with self._lock:
             conn = self._connection()
             seen = self._seen
             added: list[str] = []
             fresh: list[WorkflowProgressEvent] = []
-            for e in events:
-                event_id = e.event_id
-                if event_id:
-                    if event_id in seen:
-                        continue
-                    seen.add(event_id)
-                    added.append(event_id)
-                fresh.append(e)
+            for call in group:
+                before = len(fresh)
+                for e in call.events:
+                    event_id = e.event_id
+                    if event_id:
+                        if event_id in seen:
+                            continue
+                        seen.add(event_id)
+                        added.append(event_id)
+                    fresh.append(e)
+                call.accepted = len(fresh) - before
             if not fresh:
-                return 0, len(events)
+                return
             try:
-                # IMMEDIATE: the arrival ids read here stay ours until the commit.
+                # IMMEDIATE: the arrival ids taken here stay ours until the commit.
                 conn.execute("BEGIN IMMEDIATE")
-                rowid = conn.execute("SELECT coalesce(max(id), 0) FROM events").fetchone()[0]
+                self._catch_up(conn)
+                rowid = self._last_rowid
                 summaries = self._summaries_of(conn, fresh)
                 rows = []
                 for e in fresh:
@@ -408,17 +519,49 @@ class EventStore:
                 if conn.in_transaction:
                     conn.execute("ROLLBACK")
                 raise
+            self._summaries.update(summaries)
+            self._transactions += 1
             self._last_rowid = rowid
             self._changed.notify_all()
-        return len(rows), len(events) - len(rows)
+
+    def _catch_up(self, conn: sqlite3.Connection) -> None:
+        """Forget what is kept in memory if another connection wrote the file meanwhile.
+
+        ``PRAGMA data_version`` changes only with commits of other connections (another
+        store on the same file, or the status tables' writer), so alone this costs one
+        pragma per transaction instead of reading the newest arrival id and the summaries.
+        """
+        version = conn.execute("PRAGMA data_version").fetchone()[0]
+        if version == self._data_version:
+            return
+        self._data_version = version
+        self._summaries.clear()
+        row = conn.execute("SELECT coalesce(max(id), 0) FROM events").fetchone()
+        self._last_rowid = max(self._last_rowid, int(row[0]))
 
     def _summaries_of(
         self, conn: sqlite3.Connection, events: Sequence[WorkflowProgressEvent]
     ) -> dict[str, _Summary]:
-        ids = list(dict.fromkeys(e.workflow_execution_id for e in events))
-        summaries = {execution_id: _Summary(execution_id) for execution_id in ids}
-        for start in range(0, len(ids), 500):
-            chunk = ids[start : start + 500]
+        """Copies of the summaries of ``events``' executions, to fold a transaction into.
+
+        Known ones come from memory (kept while no other connection writes the file); the
+        others are read from the file. The copies replace the kept ones once committed.
+        """
+        kept = self._summaries
+        summaries: dict[str, _Summary] = {}
+        missing: list[str] = []
+        for event in events:
+            execution_id = event.workflow_execution_id
+            if execution_id in summaries:
+                continue
+            summary = kept.get(execution_id)
+            if summary is None:
+                summaries[execution_id] = _Summary(execution_id)
+                missing.append(execution_id)
+            else:
+                summaries[execution_id] = summary.copy()
+        for start in range(0, len(missing), 500):
+            chunk = missing[start : start + 500]
             marks = ",".join("?" * len(chunk))
             for row in conn.execute(
                 f"SELECT {_SUMMARY_COLUMNS} FROM executions WHERE execution_id IN ({marks})",  # noqa: S608 - placeholders only
