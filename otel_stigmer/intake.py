@@ -7,32 +7,41 @@ alive. When full, intermediate records (starts, span events) give way to termina
 oldest first; then queued terminal records lose their span events and keep only their
 outcome. Every drop is counted.
 
-Each put costs O(1) amortised, whatever the queue holds: evicted records are marked dead
-and left for the sender thread to skip, so a full queue never makes a business thread
-scan it.
+Each put costs O(1) amortised, whatever the queue holds: records are numbered, and an
+evicted record leaves only its number behind, for the sender thread to skip, so a full
+queue never makes a business thread scan it. What a full queue holds is invisible to the
+garbage collector: numbers, and tuples of plain values (the collector stops tracking a
+tuple that holds none of the objects it tracks), so a full collection does not grow with
+the queue.
 """
 
 from __future__ import annotations
 
 import collections
 import threading
-from typing import Any
+from typing import Any, cast
 
-from otel_stigmer.records import Record, outcome_of
+from otel_stigmer.records import (
+    PACKED_NBYTES,
+    PACKED_TERMINAL,
+    PACKED_WEIGHT,
+    Packed,
+    Record,
+    outcome_of,
+    pack,
+    unpack,
+)
 
 __all__ = ["Intake", "record_bytes"]
 
 #: What a record costs before its text is counted (objects, slots, the span itself).
 _BASE_BYTES = 512
+#: Past this many queued records, records are queued packed (``records.pack``): a long
+#: queue then holds nothing the garbage collector tracks, and a short one costs no packing.
+PACK_ABOVE = 4096
 
-
-class _Slot:
-    __slots__ = ("live", "nbytes", "record")
-
-    def __init__(self, record: Record, nbytes: int) -> None:
-        self.record = record
-        self.nbytes = nbytes
-        self.live = True
+#: A queued record: packed, or as it is with its estimated bytes.
+_Queued = Packed | tuple[Record, int]
 
 
 class Intake:
@@ -51,10 +60,12 @@ class Intake:
         self._max = max_events
         self._max_bytes = max_bytes
         self._lock = threading.Lock()
-        self._queue: collections.deque[_Slot] = collections.deque()
-        self._intermediate: collections.deque[_Slot] = collections.deque()
-        self._strippable: collections.deque[_Slot] = collections.deque()
-        self._live = 0
+        # Live records by number; numbers in arrival order.
+        self._live: dict[int, _Queued] = {}
+        self._order: collections.deque[int] = collections.deque()
+        self._intermediate: collections.deque[int] = collections.deque()
+        self._strippable: collections.deque[int] = collections.deque()
+        self._next = 0
         self._weight = 0
         self._bytes = 0
         self._intermediate_weight = 0
@@ -62,7 +73,7 @@ class Intake:
         self.evicted_count = 0
 
     def __len__(self) -> int:
-        return self._live
+        return len(self._live)
 
     @property
     def weight(self) -> int:
@@ -74,17 +85,30 @@ class Intake:
         nbytes = record_bytes(record)
         with self._lock:
             dropped = 0
-            if self._live and self._over(record.weight, nbytes):
+            weight = record.weight
+            if self._live and self._over(weight, nbytes):
                 if not record.terminal:
-                    return record.weight
-                dropped = self._make_room(record.weight, nbytes)
-                if self._over(record.weight, nbytes) and record.weight > 1:
-                    dropped += record.weight - 1  # keep the outcome, not its span events
+                    return weight
+                dropped = self._make_room(weight, nbytes)
+                if self._over(weight, nbytes) and weight > 1:
+                    dropped += weight - 1  # keep the outcome, not its span events
                     record = outcome_of(record)
+                    weight = 1
                     nbytes = record_bytes(record)
-                if self._over(record.weight, nbytes):
-                    return dropped + record.weight
-            self._add(_Slot(record, nbytes))
+                if self._over(weight, nbytes):
+                    return dropped + weight
+            number = self._next
+            self._next = number + 1
+            live = self._live
+            live[number] = (len(live) >= PACK_ABOVE and pack(record, nbytes)) or (record, nbytes)
+            self._order.append(number)
+            if not record.terminal:
+                self._intermediate.append(number)
+                self._intermediate_weight += weight
+            elif weight > 1:
+                self._strippable.append(number)
+            self._weight += weight
+            self._bytes += nbytes
             self.put_count += 1
             return dropped
 
@@ -92,39 +116,28 @@ class Intake:
         """Remove and return up to ``limit`` live records (all when None), oldest first."""
         records: list[Record] = []
         with self._lock:
-            queue = self._queue
-            while queue and (limit is None or len(records) < limit):
-                slot = queue.popleft()
-                if slot.live:
-                    self._remove(slot)
-                    records.append(slot.record)
+            live = self._live
+            order = self._order
+            count = len(order) if limit is None else limit
+            while order and len(records) < count:
+                queued = live.pop(order.popleft(), None)
+                if queued is not None:
+                    self._forget(queued)
+                    records.append(_record_of(queued))
             for side in (self._intermediate, self._strippable):
-                while side and not side[0].live:
+                while side and side[0] not in live:
                     side.popleft()
         return records
 
     def _over(self, weight: int, nbytes: int) -> bool:
         return self._weight + weight > self._max or self._bytes + nbytes > self._max_bytes
 
-    def _add(self, slot: _Slot) -> None:
-        record = slot.record
-        self._queue.append(slot)
-        if not record.terminal:
-            self._intermediate.append(slot)
-            self._intermediate_weight += record.weight
-        elif record.weight > 1:
-            self._strippable.append(slot)
-        self._live += 1
-        self._weight += record.weight
-        self._bytes += slot.nbytes
-
-    def _remove(self, slot: _Slot) -> None:
-        slot.live = False
-        self._live -= 1
-        self._weight -= slot.record.weight
-        self._bytes -= slot.nbytes
-        if not slot.record.terminal:
-            self._intermediate_weight -= slot.record.weight
+    def _forget(self, queued: _Queued) -> None:
+        terminal, weight, nbytes = _facts(queued)
+        self._weight -= weight
+        self._bytes -= nbytes
+        if not terminal:
+            self._intermediate_weight -= weight
 
     def _make_room(self, weight: int, nbytes: int) -> int:
         """Evict intermediate records, oldest first, then strip queued span events.
@@ -135,22 +148,39 @@ class Intake:
         freed = 0
         if self._weight - self._intermediate_weight + weight > self._max and not self._strippable:
             return 0
+        live = self._live
         while self._intermediate and self._over(weight, nbytes):
-            slot = self._intermediate.popleft()
-            if slot.live:
-                self._remove(slot)
+            queued = live.pop(self._intermediate.popleft(), None)
+            if queued is not None:
+                self._forget(queued)
                 self.evicted_count += 1
-                freed += slot.record.weight
+                freed += _facts(queued)[1]
         while self._strippable and self._over(weight, nbytes):
-            slot = self._strippable.popleft()
-            if slot.live and slot.record.weight > 1:
-                freed += slot.record.weight - 1
-                self._weight -= slot.record.weight - 1
-                slot.record = outcome_of(slot.record)
-                self._bytes -= slot.nbytes
-                slot.nbytes = record_bytes(slot.record)
-                self._bytes += slot.nbytes
+            number = self._strippable.popleft()
+            queued = live.get(number)
+            if queued is not None and _facts(queued)[1] > 1:
+                record = _record_of(queued)
+                freed += record.weight - 1
+                self._weight -= record.weight - 1
+                slim = outcome_of(record)
+                slim_bytes = record_bytes(slim)
+                self._bytes += slim_bytes - _facts(queued)[2]
+                # Keeps its place in the order.
+                live[number] = pack(slim, slim_bytes) or (slim, slim_bytes)
         return freed
+
+
+def _facts(queued: _Queued) -> tuple[bool, int, int]:
+    """Whether a queued record is terminal, its weight and its estimated bytes."""
+    first = queued[0]
+    if type(first) is Record:
+        return first.terminal, first.weight, cast(int, queued[1])
+    return queued[PACKED_TERMINAL], queued[PACKED_WEIGHT], queued[PACKED_NBYTES]  # type: ignore[return-value]
+
+
+def _record_of(queued: _Queued) -> Record:
+    first = queued[0]
+    return first if type(first) is Record else unpack(queued)
 
 
 def record_bytes(record: Record) -> int:

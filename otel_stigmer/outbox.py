@@ -13,11 +13,12 @@ import collections
 import logging
 import threading
 from collections.abc import Callable, Iterable, Sequence
+from typing import Final
 
 from otel_stigmer.events import TERMINAL_EVENT_TYPES, WorkflowProgressEvent
 from otel_stigmer.spool import Spool
 
-__all__ = ["MAX_BATCH_BYTES", "Entry", "Outbox"]
+__all__ = ["EVENT_ID", "MAX_BATCH_BYTES", "PAYLOAD", "TERMINAL", "Entry", "Outbox"]
 
 _log = logging.getLogger("otel_stigmer.delivery")
 
@@ -25,25 +26,17 @@ _log = logging.getLogger("otel_stigmer.delivery")
 MAX_BATCH_BYTES = 3 * 1024 * 1024
 
 
-class Entry:
-    """An outbox slot; delivered and evicted ones are marked dead and skipped.
-
-    A parsed message holds about 1.3 KB of memory, its bytes about 0.3 KB, and parsing
-    them again before a send costs well under a microsecond.
-    """
-
-    __slots__ = ("event_id", "live", "payload", "terminal")
-
-    def __init__(self, event: WorkflowProgressEvent) -> None:
-        self.payload = event.SerializeToString(deterministic=True)
-        self.event_id = event.event_id
-        self.terminal = event.event_type in TERMINAL_EVENT_TYPES
-        self.live = True
-
-    @property
-    def event(self) -> WorkflowProgressEvent:
-        """The event, parsed again from its bytes."""
-        return WorkflowProgressEvent.FromString(self.payload)
+#: An outbox slot: the event's number in the outbox, its deterministic serialization, its
+#: id and whether it is terminal. A parsed message holds about 1.3 KB of memory, its bytes
+#: about 0.3 KB, and parsing them again before a send costs well under a microsecond. A
+#: plain tuple of plain values, which the garbage collector stops tracking (it never stops
+#: tracking an instance of a tuple subclass): a full outbox gives a full collection
+#: nothing to scan.
+Entry = tuple[int, bytes, str, bool]
+#: Where an :data:`Entry` keeps its bytes, its event id and whether it is terminal.
+PAYLOAD: Final = 1
+EVENT_ID: Final = 2
+TERMINAL: Final = 3
 
 
 class Outbox:
@@ -68,10 +61,13 @@ class Outbox:
         self.bytes = 0
         self._spool = spool
         self._on_drop = on_drop
-        self._entries: collections.deque[Entry] = collections.deque()
+        # Live entries by number; numbers in order (delivered and evicted ones are skipped).
+        self._live: dict[int, Entry] = {}
+        self._order: collections.deque[int] = collections.deque()
         # Intermediate entries, oldest first: an eviction pops the first live one here,
         # O(1) amortised, where a scan of a full outbox cost O(bound) per eviction.
-        self._intermediate: collections.deque[Entry] = collections.deque()
+        self._intermediate: collections.deque[int] = collections.deque()
+        self._next = 0
         self.live = 0
         self.added = 0
         self.settled = 0
@@ -83,13 +79,18 @@ class Outbox:
             return 0
         self._spool_call("write to", lambda spool: spool.store(events))
         entered = 0
+        number = self._next
         for event in events:
-            entry = Entry(event)
-            if not self._room_for(entry):
-                self._dropped([entry.event_id], "queue_full")
+            payload = event.SerializeToString(deterministic=True)
+            entry = (number, payload, event.event_id, event.event_type in TERMINAL_EVENT_TYPES)
+            number += 1
+            full = self.live >= self._max or self.bytes + len(payload) > self._max_bytes
+            if full and self.live and not self._room_for(entry):
+                self._dropped([entry[EVENT_ID]], "queue_full")
                 continue
             self._append(entry)
             entered += 1
+        self._next = number
         with self.progress:
             self.added += len(events)
         return entered
@@ -100,7 +101,7 @@ class Outbox:
             return 0
         restored = self._spool.load()
         for event in restored:
-            self._append(Entry(event))
+            self._append(self._entry(event))
         with self.progress:
             self.added += len(restored)
         return len(restored)
@@ -109,15 +110,17 @@ class Outbox:
         """The oldest live entries: at most ``max_events`` and :data:`MAX_BATCH_BYTES`."""
         entries: list[Entry] = []
         size = 0
-        for entry in self._entries:
-            if not entry.live:
+        live = self._live
+        for number in self._order:
+            entry = live.get(number)
+            if entry is None:
                 continue
             if entries and (
-                len(entries) >= max_events or size + len(entry.payload) > MAX_BATCH_BYTES
+                len(entries) >= max_events or size + len(entry[PAYLOAD]) > MAX_BATCH_BYTES
             ):
                 break
             entries.append(entry)
-            size += len(entry.payload)
+            size += len(entry[PAYLOAD])
         return entries
 
     def delivered(self, entries: Iterable[Entry]) -> None:
@@ -134,41 +137,51 @@ class Outbox:
         """Give up on every live entry (shutdown without a spool); return how many."""
         return self._count_live(lambda live: self.dropped(live, reason))
 
+    def _entry(self, event: WorkflowProgressEvent) -> Entry:
+        number = self._next
+        self._next = number + 1
+        return (
+            number,
+            event.SerializeToString(deterministic=True),
+            event.event_id,
+            event.event_type in TERMINAL_EVENT_TYPES,
+        )
+
     def _room_for(self, entry: Entry) -> bool:
         """Whether ``entry`` fits, after evicting intermediate events for a terminal one."""
-        while self.live and (
-            self.live >= self._max or self.bytes + len(entry.payload) > self._max_bytes
-        ):
-            if not (entry.terminal and self._evict_one()):
+        size = len(entry[PAYLOAD])
+        while self.live and (self.live >= self._max or self.bytes + size > self._max_bytes):
+            if not (entry[TERMINAL] and self._evict_one()):
                 return False
         return True
 
     def _append(self, entry: Entry) -> None:
-        self._entries.append(entry)
-        if not entry.terminal:
-            self._intermediate.append(entry)
+        number = entry[0]
+        self._live[number] = entry
+        self._order.append(number)
+        if not entry[TERMINAL]:
+            self._intermediate.append(number)
         self.live += 1
-        self.bytes += len(entry.payload)
+        self.bytes += len(entry[PAYLOAD])
 
     def _evict_one(self) -> bool:
         while self._intermediate:
-            entry = self._intermediate.popleft()
-            if entry.live:
+            entry = self._live.get(self._intermediate.popleft())
+            if entry is not None:
                 self.dropped([entry], "queue_full")
                 return True
         return False
 
     def _forget(self, entries: Iterable[Entry]) -> list[str]:
         ids = []
+        live = self._live
         for entry in entries:
-            if entry.live:
-                entry.live = False
-                self.bytes -= len(entry.payload)
-                entry.payload = b""
-                ids.append(entry.event_id)
+            if live.pop(entry[0], None) is not None:
+                self.bytes -= len(entry[PAYLOAD])
+                ids.append(entry[EVENT_ID])
         self.live -= len(ids)
-        for queue in (self._entries, self._intermediate):
-            while queue and not queue[0].live:
+        for queue in (self._order, self._intermediate):
+            while queue and queue[0] not in live:
                 queue.popleft()
         return ids
 
@@ -184,7 +197,7 @@ class Outbox:
             self.progress.notify_all()
 
     def _count_live(self, action: Callable[[list[Entry]], None]) -> int:
-        live = [entry for entry in self._entries if entry.live]
+        live = list(self._live.values())
         action(live)
         return len(live)
 

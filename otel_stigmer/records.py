@@ -31,7 +31,9 @@ __all__ = [
     "event_snapshot",
     "map_record",
     "outcome_of",
+    "pack",
     "snapshot",
+    "unpack",
 ]
 
 _log = logging.getLogger("otel_stigmer.delivery")
@@ -44,6 +46,9 @@ EVENT = 1
 END = 2
 #: An ended span whose span events were reported live: its outcome only.
 OUTCOME = 3
+
+#: ``StatusCode`` members by value (a snapshot keeps the int).
+_STATUS_CODES = {code.value: code for code in StatusCode}
 
 
 class Record(NamedTuple):
@@ -88,7 +93,9 @@ class SpanSnapshot(NamedTuple):
 
     A tuple of ids, times, a private attribute dict and the span events that matter, so a
     queued record holds a few hundred bytes and, once the collector has seen it, nothing
-    it has to scan again.
+    it has to scan again: every field is a plain value (the status code is the
+    ``StatusCode`` member's int value, since an enum member is an object the collector
+    tracks, and a tuple holding one stays tracked).
     """
 
     name: str
@@ -99,7 +106,7 @@ class SpanSnapshot(NamedTuple):
     end_time: int | None
     attributes: dict[str, Any]
     events: tuple[EventSnapshot, ...] = ()
-    status_code: StatusCode = StatusCode.UNSET
+    status_code: int = 0
     status_description: str | None = None
     dropped_events: int = 0
 
@@ -120,7 +127,7 @@ class SpanSnapshot(NamedTuple):
     @property
     def status(self) -> Status:
         """The span's status."""
-        return Status(self.status_code, self.status_description)
+        return Status(_STATUS_CODES[self.status_code], self.status_description)
 
 
 def snapshot(span: Any, events: str = "") -> SpanSnapshot:
@@ -158,7 +165,7 @@ def snapshot(span: Any, events: str = "") -> SpanSnapshot:
         span.end_time,
         dict(attributes) if attributes else {},
         kept,
-        status.status_code if status is not None else StatusCode.UNSET,
+        status.status_code.value if status is not None else 0,
         status.description if status is not None else None,
         dropped,
     )
@@ -181,6 +188,78 @@ def map_record(record: Record) -> list[WorkflowProgressEvent]:
         return []
 
 
+#: A record as a long queue keeps it: :func:`pack`.
+Packed = tuple[Any, ...]
+#: Where a packed record keeps the fields a queue reads.
+PACKED_TERMINAL = 1
+PACKED_WEIGHT = 2
+PACKED_NBYTES = 4
+_ATTRIBUTES_AT = 16
+#: Builds a named tuple from its values in C (its ``__new__`` is Python).
+_new = tuple.__new__
+
+
+def pack(record: Record, nbytes: int) -> Packed | None:
+    """``record`` and ``nbytes`` as one flat tuple of plain values, for a long queue to hold.
+
+    The garbage collector stops tracking a plain tuple once it finds that it holds only
+    values it cannot track (numbers, text, untracked plain tuples); never an instance of
+    a tuple subclass such as :class:`Record`, nor a tuple holding a dict. And it finds that
+    one level of nesting per collection: so the record, its snapshot and the snapshot's
+    attributes are laid out in one tuple (the span events a record carries, if any, one
+    level down). A queue of packed records costs a full collection nothing per record.
+    None when the record does not hold a snapshot (it is then queued as it is).
+    :func:`unpack` restores the record.
+    """
+    span = record.span
+    event = record.span_event
+    if type(span) is not SpanSnapshot or not (event is None or type(event) is EventSnapshot):
+        return None
+    attributes = span.attributes
+    events = span.events
+    return (
+        record.kind,
+        record.terminal,
+        record.weight,
+        record.position,
+        nbytes,
+        *span[:6],
+        *span[8:11],
+        tuple([_flat_event(item) for item in events]) if events else (),
+        None if event is None else _flat_event(event),
+        *attributes,
+        *attributes.values(),
+    )
+
+
+def unpack(packed: Packed) -> Record:
+    """The :class:`Record` of a :func:`pack` ed one."""
+    names = packed[_ATTRIBUTES_AT:]
+    half = len(names) >> 1
+    attributes = dict(zip(names[:half], names[half:], strict=False))
+    events = packed[14]
+    if events:
+        events = tuple(map(_event_of, events))
+    span = _new(SpanSnapshot, (*packed[5:11], attributes, events, *packed[11:14]))
+    event = packed[15]
+    if event is not None:
+        event = _event_of(event)
+    return _new(Record, (packed[0], span, packed[1], packed[2], event, packed[3]))
+
+
+def _flat_event(event: EventSnapshot) -> tuple[Any, ...]:
+    attributes = event.attributes
+    return (event.name, event.timestamp, *attributes, *attributes.values())
+
+
+def _event_of(values: tuple[Any, ...]) -> EventSnapshot:
+    names = values[2:]
+    half = len(names) >> 1
+    return _new(
+        EventSnapshot, (values[0], values[1], dict(zip(names[:half], names[half:], strict=False)))
+    )
+
+
 def outcome_of(record: Record) -> Record:
     """The record of an ended span without its span events (its outcome only).
 
@@ -188,6 +267,9 @@ def outcome_of(record: Record) -> Record:
     span and its events hold is released at once.
     """
     span = record.span
+    if isinstance(span, SpanSnapshot):
+        kept = tuple([event for event in span.events if event.name == "exception"][-1:])
+        return Record(OUTCOME, span._replace(events=kept), record.terminal, 1)
     exceptions = [event for event in span.events if event.name == "exception"]
     slim = _Outcome(
         span.name,
