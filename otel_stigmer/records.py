@@ -13,6 +13,8 @@ import logging
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
+from opentelemetry.sdk.trace import ReadableSpan
+from opentelemetry.sdk.trace import Span as SdkSpan
 from opentelemetry.trace import SpanContext, Status, StatusCode
 from opentelemetry.util.types import Attributes
 
@@ -47,6 +49,10 @@ END = 2
 #: An ended span whose span events were reported live: its outcome only.
 OUTCOME = 3
 
+#: The SDK's span classes, whose private fields :func:`snapshot` reads directly.
+_SDK_SPANS = frozenset({ReadableSpan, SdkSpan, *SdkSpan.__subclasses__()})
+#: Builds a named tuple from its values in C (its ``__new__`` is Python).
+_new = tuple.__new__
 #: ``StatusCode`` members by value (a snapshot keeps the int).
 _STATUS_CODES = {code.value: code for code in StatusCode}
 
@@ -139,8 +145,12 @@ def snapshot(span: Any, events: str = "") -> SpanSnapshot:
             recorded exception only (an outcome) or ``"all"`` (an ended span whose span
             events were not reported live).
     """
-    context = span.context
-    parent = span.parent
+    if type(span) in _SDK_SPANS:  # its public properties each return one of these
+        name, context, parent = span._name, span._context, span._parent
+        start_time, end_time, status = span._start_time, span._end_time, span._status
+    else:
+        name, context, parent = span.name, span.context, span.parent
+        start_time, end_time, status = span.start_time, span.end_time, span.status
     attributes = attributes_view(span)
     kept: tuple[EventSnapshot, ...] = ()
     dropped = 0
@@ -155,19 +165,22 @@ def snapshot(span: Any, events: str = "") -> SpanSnapshot:
                 if event.name == "exception":
                     kept = (event_snapshot(event),)
                     break
-    status = span.status
-    return SpanSnapshot(
-        span.name,
-        context.trace_id if context is not None else None,
-        context.span_id if context is not None else 0,
-        parent.span_id if parent is not None else None,
-        span.start_time,
-        span.end_time,
-        dict(attributes) if attributes else {},
-        kept,
-        status.status_code.value if status is not None else 0,
-        status.description if status is not None else None,
-        dropped,
+    copied = dict(attributes) if attributes else {}
+    return _new(
+        SpanSnapshot,
+        (
+            name,
+            context.trace_id if context is not None else None,
+            context.span_id if context is not None else 0,
+            parent.span_id if parent is not None else None,
+            start_time,
+            end_time,
+            copied,
+            kept,
+            status.status_code._value_ if status is not None else 0,
+            status.description if status is not None else None,
+            dropped,
+        ),
     )
 
 
@@ -195,8 +208,6 @@ PACKED_TERMINAL = 1
 PACKED_WEIGHT = 2
 PACKED_NBYTES = 4
 _ATTRIBUTES_AT = 16
-#: Builds a named tuple from its values in C (its ``__new__`` is Python).
-_new = tuple.__new__
 
 
 def pack(record: Record, nbytes: int) -> Packed | None:
