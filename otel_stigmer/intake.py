@@ -9,30 +9,21 @@ outcome. Every drop is counted.
 
 Each put costs O(1) amortised, whatever the queue holds: records are numbered, and an
 evicted record leaves only its number behind, for the sender thread to skip, so a full
-queue never makes a business thread scan it. What a full queue holds is invisible to the
-garbage collector: numbers, and tuples of plain values (the collector stops tracking a
-tuple that holds none of the objects it tracks), so a full collection does not grow with
-the queue.
+queue never makes a business thread scan it. A long queue costs the garbage collector
+nothing per record: past :data:`PACK_ABOVE` queued records, each is kept as bytes
+(``records.pack``); numbers, sizes and bytes live in dicts of ints and bytes (which the
+collector does not track) and arrays of numbers (which it does not visit).
 """
 
 from __future__ import annotations
 
-import collections
 import threading
-from typing import Any, cast
+from typing import Any
 
-from otel_stigmer.records import (
-    PACKED_NBYTES,
-    PACKED_TERMINAL,
-    PACKED_WEIGHT,
-    Packed,
-    Record,
-    outcome_of,
-    pack,
-    unpack,
-)
+from otel_stigmer._numbers import Numbers
+from otel_stigmer.records import Record, outcome_of, pack, unpack
 
-__all__ = ["Intake", "record_bytes"]
+__all__ = ["PACK_ABOVE", "Intake", "record_bytes"]
 
 #: What a record costs before its text is counted (objects, slots, the span itself).
 _BASE_BYTES = 512
@@ -40,8 +31,10 @@ _BASE_BYTES = 512
 #: queue then holds nothing the garbage collector tracks, and a short one costs no packing.
 PACK_ABOVE = 4096
 
-#: A queued record: packed, or as it is with its estimated bytes.
-_Queued = Packed | tuple[Record, int]
+
+def _facts(terminal: bool, weight: int, nbytes: int) -> int:
+    """A queued record's terminal flag, weight and bytes in one int (kept untracked)."""
+    return (nbytes << 32) | (weight << 1) | terminal
 
 
 class Intake:
@@ -60,11 +53,13 @@ class Intake:
         self._max = max_events
         self._max_bytes = max_bytes
         self._lock = threading.Lock()
-        # Live records by number; numbers in arrival order.
-        self._live: dict[int, _Queued] = {}
-        self._order: collections.deque[int] = collections.deque()
-        self._intermediate: collections.deque[int] = collections.deque()
-        self._strippable: collections.deque[int] = collections.deque()
+        # Live records by number: their facts (_facts), and each record as it is or packed.
+        self._facts: dict[int, int] = {}
+        self._records: dict[int, Record] = {}
+        self._packed: dict[int, bytes] = {}
+        self._order = Numbers()  # numbers in arrival order (taken or evicted ones skipped)
+        self._intermediate = Numbers()
+        self._strippable = Numbers()
         self._next = 0
         self._weight = 0
         self._bytes = 0
@@ -73,7 +68,7 @@ class Intake:
         self.evicted_count = 0
 
     def __len__(self) -> int:
-        return len(self._live)
+        return len(self._facts)
 
     @property
     def weight(self) -> int:
@@ -86,7 +81,7 @@ class Intake:
         with self._lock:
             dropped = 0
             weight = record.weight
-            if self._live and self._over(weight, nbytes):
+            if self._facts and self._over(weight, nbytes):
                 if not record.terminal:
                     return weight
                 dropped = self._make_room(weight, nbytes)
@@ -99,8 +94,8 @@ class Intake:
                     return dropped + weight
             number = self._next
             self._next = number + 1
-            live = self._live
-            live[number] = (len(live) >= PACK_ABOVE and pack(record, nbytes)) or (record, nbytes)
+            self._keep(number, record)
+            self._facts[number] = _facts(record.terminal, weight, nbytes)
             self._order.append(number)
             if not record.terminal:
                 self._intermediate.append(number)
@@ -116,27 +111,39 @@ class Intake:
         """Remove and return up to ``limit`` live records (all when None), oldest first."""
         records: list[Record] = []
         with self._lock:
-            live = self._live
+            facts = self._facts
             order = self._order
             count = len(order) if limit is None else limit
             while order and len(records) < count:
-                queued = live.pop(order.popleft(), None)
-                if queued is not None:
-                    self._forget(queued)
-                    records.append(_record_of(queued))
+                number = order.popleft()
+                known = facts.pop(number, None)
+                if known is not None:
+                    self._forget(known)
+                    records.append(self._release(number))
             for side in (self._intermediate, self._strippable):
-                while side and side[0] not in live:
+                while side and side.first() not in facts:
                     side.popleft()
         return records
+
+    def _keep(self, number: int, record: Record) -> None:
+        packed = pack(record) if len(self._facts) >= PACK_ABOVE else None
+        if packed is None:
+            self._records[number] = record
+        else:
+            self._packed[number] = packed
+
+    def _release(self, number: int) -> Record:
+        record = self._records.pop(number, None)
+        return record if record is not None else unpack(self._packed.pop(number))
 
     def _over(self, weight: int, nbytes: int) -> bool:
         return self._weight + weight > self._max or self._bytes + nbytes > self._max_bytes
 
-    def _forget(self, queued: _Queued) -> None:
-        terminal, weight, nbytes = _facts(queued)
+    def _forget(self, known: int) -> None:
+        weight = (known >> 1) & 0x7FFF_FFFF
         self._weight -= weight
-        self._bytes -= nbytes
-        if not terminal:
+        self._bytes -= known >> 32
+        if not known & 1:
             self._intermediate_weight -= weight
 
     def _make_room(self, weight: int, nbytes: int) -> int:
@@ -148,39 +155,29 @@ class Intake:
         freed = 0
         if self._weight - self._intermediate_weight + weight > self._max and not self._strippable:
             return 0
-        live = self._live
+        facts = self._facts
         while self._intermediate and self._over(weight, nbytes):
-            queued = live.pop(self._intermediate.popleft(), None)
-            if queued is not None:
-                self._forget(queued)
+            number = self._intermediate.popleft()
+            known = facts.pop(number, None)
+            if known is not None:
+                self._forget(known)
+                self._records.pop(number, None)
+                self._packed.pop(number, None)
                 self.evicted_count += 1
-                freed += _facts(queued)[1]
+                freed += (known >> 1) & 0x7FFF_FFFF
         while self._strippable and self._over(weight, nbytes):
             number = self._strippable.popleft()
-            queued = live.get(number)
-            if queued is not None and _facts(queued)[1] > 1:
-                record = _record_of(queued)
+            known = facts.get(number)
+            if known is not None and (known >> 1) & 0x7FFF_FFFF > 1:
+                record = self._release(number)
                 freed += record.weight - 1
                 self._weight -= record.weight - 1
                 slim = outcome_of(record)
                 slim_bytes = record_bytes(slim)
-                self._bytes += slim_bytes - _facts(queued)[2]
-                # Keeps its place in the order.
-                live[number] = pack(slim, slim_bytes) or (slim, slim_bytes)
+                self._bytes += slim_bytes - (known >> 32)
+                self._keep(number, slim)  # keeps its place in the order
+                facts[number] = _facts(True, 1, slim_bytes)
         return freed
-
-
-def _facts(queued: _Queued) -> tuple[bool, int, int]:
-    """Whether a queued record is terminal, its weight and its estimated bytes."""
-    first = queued[0]
-    if type(first) is Record:
-        return first.terminal, first.weight, cast(int, queued[1])
-    return queued[PACKED_TERMINAL], queued[PACKED_WEIGHT], queued[PACKED_NBYTES]  # type: ignore[return-value]
-
-
-def _record_of(queued: _Queued) -> Record:
-    first = queued[0]
-    return first if type(first) is Record else unpack(queued)
 
 
 def record_bytes(record: Record) -> int:

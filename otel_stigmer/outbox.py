@@ -9,16 +9,16 @@ they enter and removed once delivered or dropped; flush accounting (``added`` an
 
 from __future__ import annotations
 
-import collections
 import logging
 import threading
 from collections.abc import Callable, Iterable, Sequence
 from typing import Final
 
+from otel_stigmer._numbers import Numbers
 from otel_stigmer.events import TERMINAL_EVENT_TYPES, WorkflowProgressEvent
 from otel_stigmer.spool import Spool
 
-__all__ = ["EVENT_ID", "MAX_BATCH_BYTES", "PAYLOAD", "TERMINAL", "Entry", "Outbox"]
+__all__ = ["EVENT_ID", "MAX_BATCH_BYTES", "PAYLOAD", "Entry", "Outbox"]
 
 _log = logging.getLogger("otel_stigmer.delivery")
 
@@ -26,21 +26,21 @@ _log = logging.getLogger("otel_stigmer.delivery")
 MAX_BATCH_BYTES = 3 * 1024 * 1024
 
 
-#: An outbox slot: the event's number in the outbox, its deterministic serialization, its
-#: id and whether it is terminal. A parsed message holds about 1.3 KB of memory, its bytes
-#: about 0.3 KB, and parsing them again before a send costs well under a microsecond. A
-#: plain tuple of plain values, which the garbage collector stops tracking (it never stops
-#: tracking an instance of a tuple subclass): a full outbox gives a full collection
-#: nothing to scan.
-Entry = tuple[int, bytes, str, bool]
-#: Where an :data:`Entry` keeps its bytes, its event id and whether it is terminal.
+#: An outbox slot: the event's number in the outbox, its deterministic serialization and
+#: its id. A parsed message holds about 1.3 KB of memory, its bytes about 0.3 KB, and
+#: parsing them again before a send costs well under a microsecond.
+Entry = tuple[int, bytes, str]
+#: Where an :data:`Entry` keeps its bytes and its event id.
 PAYLOAD: Final = 1
 EVENT_ID: Final = 2
-TERMINAL: Final = 3
 
 
 class Outbox:
     """Events accepted for delivery, oldest first.
+
+    A full outbox costs the garbage collector nothing per event: bytes and ids live in
+    dicts by number (dicts of ints, bytes and text are not tracked) and numbers in arrays
+    (not visited), never in objects per event.
 
     Args:
         max_events: Bound on live events.
@@ -61,12 +61,13 @@ class Outbox:
         self.bytes = 0
         self._spool = spool
         self._on_drop = on_drop
-        # Live entries by number; numbers in order (delivered and evicted ones are skipped).
-        self._live: dict[int, Entry] = {}
-        self._order: collections.deque[int] = collections.deque()
-        # Intermediate entries, oldest first: an eviction pops the first live one here,
+        # Live events by number; numbers in order (delivered and evicted ones are skipped).
+        self._payloads: dict[int, bytes] = {}
+        self._ids: dict[int, str] = {}
+        self._order = Numbers()
+        # Intermediate events, oldest first: an eviction pops the first live one here,
         # O(1) amortised, where a scan of a full outbox cost O(bound) per eviction.
-        self._intermediate: collections.deque[int] = collections.deque()
+        self._intermediate = Numbers()
         self._next = 0
         self.live = 0
         self.added = 0
@@ -79,18 +80,16 @@ class Outbox:
             return 0
         self._spool_call("write to", lambda spool: spool.store(events))
         entered = 0
-        number = self._next
         for event in events:
             payload = event.SerializeToString(deterministic=True)
-            entry = (number, payload, event.event_id, event.event_type in TERMINAL_EVENT_TYPES)
-            number += 1
-            full = self.live >= self._max or self.bytes + len(payload) > self._max_bytes
-            if full and self.live and not self._room_for(entry):
-                self._dropped([entry[EVENT_ID]], "queue_full")
+            terminal = event.event_type in TERMINAL_EVENT_TYPES
+            size = len(payload)
+            full = self.live >= self._max or self.bytes + size > self._max_bytes
+            if full and self.live and not self._room_for(terminal, size):
+                self._dropped([event.event_id], "queue_full")
                 continue
-            self._append(entry)
+            self._append(payload, event.event_id, terminal)
             entered += 1
-        self._next = number
         with self.progress:
             self.added += len(events)
         return entered
@@ -101,7 +100,11 @@ class Outbox:
             return 0
         restored = self._spool.load()
         for event in restored:
-            self._append(self._entry(event))
+            self._append(
+                event.SerializeToString(deterministic=True),
+                event.event_id,
+                event.event_type in TERMINAL_EVENT_TYPES,
+            )
         with self.progress:
             self.added += len(restored)
         return len(restored)
@@ -110,17 +113,16 @@ class Outbox:
         """The oldest live entries: at most ``max_events`` and :data:`MAX_BATCH_BYTES`."""
         entries: list[Entry] = []
         size = 0
-        live = self._live
+        payloads = self._payloads
+        ids = self._ids
         for number in self._order:
-            entry = live.get(number)
-            if entry is None:
+            payload = payloads.get(number)
+            if payload is None:
                 continue
-            if entries and (
-                len(entries) >= max_events or size + len(entry[PAYLOAD]) > MAX_BATCH_BYTES
-            ):
+            if entries and (len(entries) >= max_events or size + len(payload) > MAX_BATCH_BYTES):
                 break
-            entries.append(entry)
-            size += len(entry[PAYLOAD])
+            entries.append((number, payload, ids[number]))
+            size += len(payload)
         return entries
 
     def delivered(self, entries: Iterable[Entry]) -> None:
@@ -137,51 +139,45 @@ class Outbox:
         """Give up on every live entry (shutdown without a spool); return how many."""
         return self._count_live(lambda live: self.dropped(live, reason))
 
-    def _entry(self, event: WorkflowProgressEvent) -> Entry:
-        number = self._next
-        self._next = number + 1
-        return (
-            number,
-            event.SerializeToString(deterministic=True),
-            event.event_id,
-            event.event_type in TERMINAL_EVENT_TYPES,
-        )
-
-    def _room_for(self, entry: Entry) -> bool:
-        """Whether ``entry`` fits, after evicting intermediate events for a terminal one."""
-        size = len(entry[PAYLOAD])
+    def _room_for(self, terminal: bool, size: int) -> bool:
+        """Whether an event fits, after evicting intermediate events for a terminal one."""
         while self.live and (self.live >= self._max or self.bytes + size > self._max_bytes):
-            if not (entry[TERMINAL] and self._evict_one()):
+            if not (terminal and self._evict_one()):
                 return False
         return True
 
-    def _append(self, entry: Entry) -> None:
-        number = entry[0]
-        self._live[number] = entry
+    def _append(self, payload: bytes, event_id: str, terminal: bool) -> None:
+        number = self._next
+        self._next = number + 1
+        self._payloads[number] = payload
+        self._ids[number] = event_id
         self._order.append(number)
-        if not entry[TERMINAL]:
+        if not terminal:
             self._intermediate.append(number)
         self.live += 1
-        self.bytes += len(entry[PAYLOAD])
+        self.bytes += len(payload)
 
     def _evict_one(self) -> bool:
+        payloads = self._payloads
         while self._intermediate:
-            entry = self._live.get(self._intermediate.popleft())
-            if entry is not None:
-                self.dropped([entry], "queue_full")
+            number = self._intermediate.popleft()
+            payload = payloads.get(number)
+            if payload is not None:
+                self.dropped([(number, payload, self._ids[number])], "queue_full")
                 return True
         return False
 
     def _forget(self, entries: Iterable[Entry]) -> list[str]:
         ids = []
-        live = self._live
+        payloads = self._payloads
         for entry in entries:
-            if live.pop(entry[0], None) is not None:
-                self.bytes -= len(entry[PAYLOAD])
-                ids.append(entry[EVENT_ID])
+            payload = payloads.pop(entry[0], None)
+            if payload is not None:
+                self.bytes -= len(payload)
+                ids.append(self._ids.pop(entry[0]))
         self.live -= len(ids)
         for queue in (self._order, self._intermediate):
-            while queue and queue[0] not in live:
+            while queue and queue.first() not in payloads:
                 queue.popleft()
         return ids
 
@@ -197,7 +193,8 @@ class Outbox:
             self.progress.notify_all()
 
     def _count_live(self, action: Callable[[list[Entry]], None]) -> int:
-        live = list(self._live.values())
+        ids = self._ids
+        live = [(number, payload, ids[number]) for number, payload in self._payloads.items()]
         action(live)
         return len(live)
 

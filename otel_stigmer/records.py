@@ -10,6 +10,7 @@ a dozen objects alive that the garbage collector scanned again and again.
 from __future__ import annotations
 
 import logging
+import marshal
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
@@ -201,74 +202,46 @@ def map_record(record: Record) -> list[WorkflowProgressEvent]:
         return []
 
 
-#: A record as a long queue keeps it: :func:`pack`.
-Packed = tuple[Any, ...]
-#: Where a packed record keeps the fields a queue reads.
-PACKED_TERMINAL = 1
-PACKED_WEIGHT = 2
-PACKED_NBYTES = 4
-_ATTRIBUTES_AT = 16
+def pack(record: Record) -> bytes | None:
+    """``record`` as bytes (``marshal``), for a long queue to hold; :func:`unpack` restores it.
 
-
-def pack(record: Record, nbytes: int) -> Packed | None:
-    """``record`` and ``nbytes`` as one flat tuple of plain values, for a long queue to hold.
-
-    The garbage collector stops tracking a plain tuple once it finds that it holds only
-    values it cannot track (numbers, text, untracked plain tuples); never an instance of
-    a tuple subclass such as :class:`Record`, nor a tuple holding a dict. And it finds that
-    one level of nesting per collection: so the record, its snapshot and the snapshot's
-    attributes are laid out in one tuple (the span events a record carries, if any, one
-    level down). A queue of packed records costs a full collection nothing per record.
-    None when the record does not hold a snapshot (it is then queued as it is).
-    :func:`unpack` restores the record.
+    Bytes are nothing the garbage collector tracks or visits, where a queued record is
+    three objects it scans on every full collection (named tuples such as :class:`Record`
+    and :class:`SpanSnapshot` are never untracked), and a dict or deque holding a hundred
+    thousand of anything costs a visit apiece. None when the record does not hold a
+    snapshot, or holds a value ``marshal`` cannot write (it is then queued as it is).
     """
     span = record.span
     event = record.span_event
     if type(span) is not SpanSnapshot or not (event is None or type(event) is EventSnapshot):
         return None
-    attributes = span.attributes
     events = span.events
-    return (
+    values = tuple(span) if not events else (*span[:7], tuple(map(tuple, events)), *span[8:])
+    plain: Any = (
         record.kind,
+        values,
         record.terminal,
         record.weight,
+        None if event is None else tuple(event),
         record.position,
-        nbytes,
-        *span[:6],
-        *span[8:11],
-        tuple([_flat_event(item) for item in events]) if events else (),
-        None if event is None else _flat_event(event),
-        *attributes,
-        *attributes.values(),
     )
+    try:
+        return marshal.dumps(plain, 2)
+    except ValueError:  # not an OTel attribute type
+        return None
 
 
-def unpack(packed: Packed) -> Record:
+def unpack(packed: bytes) -> Record:
     """The :class:`Record` of a :func:`pack` ed one."""
-    names = packed[_ATTRIBUTES_AT:]
-    half = len(names) >> 1
-    attributes = dict(zip(names[:half], names[half:], strict=False))
-    events = packed[14]
+    # Only bytes made by pack() in this process are ever read here.
+    kind, values, terminal, weight, event, position = marshal.loads(packed)  # noqa: S302
+    events = values[7]
     if events:
-        events = tuple(map(_event_of, events))
-    span = _new(SpanSnapshot, (*packed[5:11], attributes, events, *packed[11:14]))
-    event = packed[15]
+        events = tuple([_new(EventSnapshot, item) for item in events])
+        values = (*values[:7], events, *values[8:])
     if event is not None:
-        event = _event_of(event)
-    return _new(Record, (packed[0], span, packed[1], packed[2], event, packed[3]))
-
-
-def _flat_event(event: EventSnapshot) -> tuple[Any, ...]:
-    attributes = event.attributes
-    return (event.name, event.timestamp, *attributes, *attributes.values())
-
-
-def _event_of(values: tuple[Any, ...]) -> EventSnapshot:
-    names = values[2:]
-    half = len(names) >> 1
-    return _new(
-        EventSnapshot, (values[0], values[1], dict(zip(names[:half], names[half:], strict=False)))
-    )
+        event = _new(EventSnapshot, event)
+    return _new(Record, (kind, _new(SpanSnapshot, values), terminal, weight, event, position))
 
 
 def outcome_of(record: Record) -> Record:

@@ -160,16 +160,24 @@ def test_queue_byte_bound_comes_from_the_config() -> None:
     sender.shutdown(100)
 
 
+def _census() -> tuple[int, int]:
+    """Objects the collector tracks, and the references a full collection follows from them."""
+    tracked = gc.get_objects()
+    return len(tracked), len(gc.get_referents(*tracked))
+
+
 @pytest.mark.parametrize("queue", ["intake", "outbox"])
 def test_what_full_queues_hold_is_invisible_to_the_collector(queue: str) -> None:
-    """Row 11: queued records and outbox events add (almost) no object the collector tracks.
+    """Row 11: queued records and outbox events add (almost) nothing a full collection scans.
 
-    A full garbage collection costs time per tracked object, and it runs on whichever
-    business thread triggers it: with an object or three tracked per queued span, a span
-    paid 0.4-0.6 s under overload. Here 8 000 workflows of 4 task spans wait either in the
-    input queue (the sender is stuck in a send) or in the outbox (every send fails): the
-    process tracks fewer than one new object per 20 of them, beyond the few the input
-    queue keeps as they are (its first ``PACK_ABOVE`` records, three objects each).
+    A full garbage collection costs time per tracked object and per reference it follows
+    from one, and it runs on whichever business thread triggers it: with objects tracked
+    per queued span, and containers of a hundred thousand items, a span paid 0.4-0.6 s
+    under overload. Here 8 000 workflows of 5 spans wait either in the input queue (the
+    sender is stuck in a send) or in the outbox (every send fails): the process tracks,
+    and its tracked objects refer to, fewer than one new object per 20 of them, beyond the
+    few the input queue keeps as they are (its first ``PACK_ABOVE`` records, a record and
+    a snapshot of 6 and 11 fields each, and their dict entries).
     """
     sink: StuckSink | DownSink = StuckSink() if queue == "intake" else DownSink()
     processor = StigmerSpanProcessor(sink)  # type: ignore[arg-type]
@@ -183,9 +191,9 @@ def test_what_full_queues_hold_is_invisible_to_the_collector(queue: str) -> None
     else:
         assert wait_until(lambda: sink.refused >= 1, timeout=30)
     gc.collect()
-    before = len(gc.get_objects())
+    before = _census()
     for number in range(8_000):
-        attributes = {conv.WORKFLOW_EXECUTION_ID: f"wf-{number}"}
+        attributes = {conv.WORKFLOW_EXECUTION_ID: f"wf-{number % 100}"}  # 100 executions
         with tracer.start_as_current_span("w", attributes=attributes):
             for task in range(4):
                 with tracer.start_as_current_span("t", attributes={conv.TASK_NAME: f"t{task}"}):
@@ -199,9 +207,11 @@ def test_what_full_queues_hold_is_invisible_to_the_collector(queue: str) -> None
         assert len(sender._intake) == 0
     gc.collect()  # a tuple is untracked by a collection that finds all it holds untracked:
     gc.collect()  # one whose parts came later in the collector's list needs a second one
-    tracked = len(gc.get_objects()) - before
-    allowed = waiting / 20 + (3 * PACK_ABOVE if queue == "intake" else 0)
-    assert tracked < allowed, f"{tracked} tracked objects for {waiting} waiting events"
+    tracked, visited = (after - first for after, first in zip(_census(), before, strict=True))
+    as_they_are = PACK_ABOVE if queue == "intake" else 0  # a record and its snapshot each
+    allowed = waiting / 20
+    assert tracked < allowed + 3 * as_they_are, f"{tracked} tracked for {waiting} waiting"
+    assert visited < allowed + 24 * as_they_are, f"{visited} references for {waiting} waiting"
     assert processor.stats().dropped == {}
     if isinstance(sink, StuckSink):
         sink.release.set()
