@@ -17,7 +17,8 @@ from otel_stigmer.exceptions import CallbackError
 from otel_stigmer.intake import PACK_ABOVE
 from otel_stigmer.processor import StigmerSpanProcessor
 from otel_stigmer.records import OUTCOME, START, Record
-from tests.reliability.support import wait_until
+
+from .support import wait_until
 
 
 class StuckSink:
@@ -180,7 +181,7 @@ def test_what_full_queues_hold_is_invisible_to_the_collector(queue: str) -> None
     a snapshot of 6 and 11 fields each, and their dict entries).
     """
     sink: StuckSink | DownSink = StuckSink() if queue == "intake" else DownSink()
-    processor = StigmerSpanProcessor(sink)  # type: ignore[arg-type]
+    processor = StigmerSpanProcessor(sink)
     provider = TracerProvider()
     provider.add_span_processor(processor)
     tracer = provider.get_tracer("overload")
