@@ -24,7 +24,7 @@ from otel_stigmer.delivery_log import DeliveryLog
 from otel_stigmer.events import EncodedEvents
 from otel_stigmer.exceptions import CallbackError
 from otel_stigmer.intake import Intake
-from otel_stigmer.outbox import Entry, Outbox
+from otel_stigmer.outbox import EVENT_ID, PAYLOAD, Entry, Outbox
 from otel_stigmer.records import Record, map_record
 from otel_stigmer.retry import AUTH_CODES, SHRINK_CODES, RetryPolicy, broken_sink_error
 from otel_stigmer.sequencing import Sequencer
@@ -274,13 +274,13 @@ class Sender:
         """Send the oldest events; return the error, if any, and whether some went out."""
         with self._outbox_lock:
             entries = self._outbox.head(self._batch_size)
-            events = EncodedEvents([entry.payload for entry in entries])
+            events = EncodedEvents([entry[PAYLOAD] for entry in entries])
         try:
             with self._gate.call():
                 refused = self._sink.send(events) or ()
         except PartialDeliveryError as error:
             done = error.delivered_ids
-            self._settle([entry for entry in entries if entry.event_id in done], error.refused)
+            self._settle([entry for entry in entries if entry[EVENT_ID] in done], error.refused)
             return error, bool(done)
         except CallbackError as error:
             return error, False
@@ -297,10 +297,10 @@ class Sender:
     def _settle_locked(self, entries: list[Entry], refused: Sequence[Refused]) -> None:
         # By entry, not by id: two entries may carry one id (a span reported twice).
         refusals = {item.event.event_id: item for item in refused}
-        delivered = [entry for entry in entries if entry.event_id not in refusals]
+        delivered = [entry for entry in entries if entry[EVENT_ID] not in refusals]
         for item in refusals.values():
             self._outbox.dropped(
-                [e for e in entries if e.event_id == item.event.event_id], item.reason
+                [e for e in entries if e[EVENT_ID] == item.event.event_id], item.reason
             )
             self._log.refused(item)
         self._stats.sent += len(delivered)

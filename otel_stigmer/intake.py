@@ -7,32 +7,34 @@ alive. When full, intermediate records (starts, span events) give way to termina
 oldest first; then queued terminal records lose their span events and keep only their
 outcome. Every drop is counted.
 
-Each put costs O(1) amortised, whatever the queue holds: evicted records are marked dead
-and left for the sender thread to skip, so a full queue never makes a business thread
-scan it.
+Each put costs O(1) amortised, whatever the queue holds: records are numbered, and an
+evicted record leaves only its number behind, for the sender thread to skip, so a full
+queue never makes a business thread scan it. A long queue costs the garbage collector
+nothing per record: past :data:`PACK_ABOVE` queued records, each is kept as bytes
+(``records.pack``); numbers, sizes and bytes live in dicts of ints and bytes (which the
+collector does not track) and arrays of numbers (which it does not visit).
 """
 
 from __future__ import annotations
 
-import collections
 import threading
 from typing import Any
 
-from otel_stigmer.records import Record, outcome_of
+from otel_stigmer._numbers import Numbers
+from otel_stigmer.records import Record, outcome_of, pack, unpack
 
-__all__ = ["Intake", "record_bytes"]
+__all__ = ["PACK_ABOVE", "Intake", "record_bytes"]
 
 #: What a record costs before its text is counted (objects, slots, the span itself).
 _BASE_BYTES = 512
+#: Past this many queued records, records are queued packed (``records.pack``): a long
+#: queue then holds nothing the garbage collector tracks, and a short one costs no packing.
+PACK_ABOVE = 4096
 
 
-class _Slot:
-    __slots__ = ("live", "nbytes", "record")
-
-    def __init__(self, record: Record, nbytes: int) -> None:
-        self.record = record
-        self.nbytes = nbytes
-        self.live = True
+def _facts(terminal: bool, weight: int, nbytes: int) -> int:
+    """A queued record's terminal flag, weight and bytes in one int (kept untracked)."""
+    return (nbytes << 32) | (weight << 1) | terminal
 
 
 class Intake:
@@ -51,10 +53,14 @@ class Intake:
         self._max = max_events
         self._max_bytes = max_bytes
         self._lock = threading.Lock()
-        self._queue: collections.deque[_Slot] = collections.deque()
-        self._intermediate: collections.deque[_Slot] = collections.deque()
-        self._strippable: collections.deque[_Slot] = collections.deque()
-        self._live = 0
+        # Live records by number: their facts (_facts), and each record as it is or packed.
+        self._facts: dict[int, int] = {}
+        self._records: dict[int, Record] = {}
+        self._packed: dict[int, bytes] = {}
+        self._order = Numbers()  # numbers in arrival order (taken or evicted ones skipped)
+        self._intermediate = Numbers()
+        self._strippable = Numbers()
+        self._next = 0
         self._weight = 0
         self._bytes = 0
         self._intermediate_weight = 0
@@ -62,7 +68,7 @@ class Intake:
         self.evicted_count = 0
 
     def __len__(self) -> int:
-        return self._live
+        return len(self._facts)
 
     @property
     def weight(self) -> int:
@@ -74,17 +80,30 @@ class Intake:
         nbytes = record_bytes(record)
         with self._lock:
             dropped = 0
-            if self._live and self._over(record.weight, nbytes):
+            weight = record.weight
+            if self._facts and self._over(weight, nbytes):
                 if not record.terminal:
-                    return record.weight
-                dropped = self._make_room(record.weight, nbytes)
-                if self._over(record.weight, nbytes) and record.weight > 1:
-                    dropped += record.weight - 1  # keep the outcome, not its span events
+                    return weight
+                dropped = self._make_room(weight, nbytes)
+                if self._over(weight, nbytes) and weight > 1:
+                    dropped += weight - 1  # keep the outcome, not its span events
                     record = outcome_of(record)
+                    weight = 1
                     nbytes = record_bytes(record)
-                if self._over(record.weight, nbytes):
-                    return dropped + record.weight
-            self._add(_Slot(record, nbytes))
+                if self._over(weight, nbytes):
+                    return dropped + weight
+            number = self._next
+            self._next = number + 1
+            self._keep(number, record)
+            self._facts[number] = _facts(record.terminal, weight, nbytes)
+            self._order.append(number)
+            if not record.terminal:
+                self._intermediate.append(number)
+                self._intermediate_weight += weight
+            elif weight > 1:
+                self._strippable.append(number)
+            self._weight += weight
+            self._bytes += nbytes
             self.put_count += 1
             return dropped
 
@@ -92,39 +111,40 @@ class Intake:
         """Remove and return up to ``limit`` live records (all when None), oldest first."""
         records: list[Record] = []
         with self._lock:
-            queue = self._queue
-            while queue and (limit is None or len(records) < limit):
-                slot = queue.popleft()
-                if slot.live:
-                    self._remove(slot)
-                    records.append(slot.record)
+            facts = self._facts
+            order = self._order
+            count = len(order) if limit is None else limit
+            while order and len(records) < count:
+                number = order.popleft()
+                known = facts.pop(number, None)
+                if known is not None:
+                    self._forget(known)
+                    records.append(self._release(number))
             for side in (self._intermediate, self._strippable):
-                while side and not side[0].live:
+                while side and side.first() not in facts:
                     side.popleft()
         return records
+
+    def _keep(self, number: int, record: Record) -> None:
+        packed = pack(record) if len(self._facts) >= PACK_ABOVE else None
+        if packed is None:
+            self._records[number] = record
+        else:
+            self._packed[number] = packed
+
+    def _release(self, number: int) -> Record:
+        record = self._records.pop(number, None)
+        return record if record is not None else unpack(self._packed.pop(number))
 
     def _over(self, weight: int, nbytes: int) -> bool:
         return self._weight + weight > self._max or self._bytes + nbytes > self._max_bytes
 
-    def _add(self, slot: _Slot) -> None:
-        record = slot.record
-        self._queue.append(slot)
-        if not record.terminal:
-            self._intermediate.append(slot)
-            self._intermediate_weight += record.weight
-        elif record.weight > 1:
-            self._strippable.append(slot)
-        self._live += 1
-        self._weight += record.weight
-        self._bytes += slot.nbytes
-
-    def _remove(self, slot: _Slot) -> None:
-        slot.live = False
-        self._live -= 1
-        self._weight -= slot.record.weight
-        self._bytes -= slot.nbytes
-        if not slot.record.terminal:
-            self._intermediate_weight -= slot.record.weight
+    def _forget(self, known: int) -> None:
+        weight = (known >> 1) & 0x7FFF_FFFF
+        self._weight -= weight
+        self._bytes -= known >> 32
+        if not known & 1:
+            self._intermediate_weight -= weight
 
     def _make_room(self, weight: int, nbytes: int) -> int:
         """Evict intermediate records, oldest first, then strip queued span events.
@@ -135,21 +155,28 @@ class Intake:
         freed = 0
         if self._weight - self._intermediate_weight + weight > self._max and not self._strippable:
             return 0
+        facts = self._facts
         while self._intermediate and self._over(weight, nbytes):
-            slot = self._intermediate.popleft()
-            if slot.live:
-                self._remove(slot)
+            number = self._intermediate.popleft()
+            known = facts.pop(number, None)
+            if known is not None:
+                self._forget(known)
+                self._records.pop(number, None)
+                self._packed.pop(number, None)
                 self.evicted_count += 1
-                freed += slot.record.weight
+                freed += (known >> 1) & 0x7FFF_FFFF
         while self._strippable and self._over(weight, nbytes):
-            slot = self._strippable.popleft()
-            if slot.live and slot.record.weight > 1:
-                freed += slot.record.weight - 1
-                self._weight -= slot.record.weight - 1
-                slot.record = outcome_of(slot.record)
-                self._bytes -= slot.nbytes
-                slot.nbytes = record_bytes(slot.record)
-                self._bytes += slot.nbytes
+            number = self._strippable.popleft()
+            known = facts.get(number)
+            if known is not None and (known >> 1) & 0x7FFF_FFFF > 1:
+                record = self._release(number)
+                freed += record.weight - 1
+                self._weight -= record.weight - 1
+                slim = outcome_of(record)
+                slim_bytes = record_bytes(slim)
+                self._bytes += slim_bytes - (known >> 32)
+                self._keep(number, slim)  # keeps its place in the order
+                facts[number] = _facts(True, 1, slim_bytes)
         return freed
 
 

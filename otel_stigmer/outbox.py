@@ -9,15 +9,16 @@ they enter and removed once delivered or dropped; flush accounting (``added`` an
 
 from __future__ import annotations
 
-import collections
 import logging
 import threading
 from collections.abc import Callable, Iterable, Sequence
+from typing import Final
 
+from otel_stigmer._numbers import Numbers
 from otel_stigmer.events import TERMINAL_EVENT_TYPES, WorkflowProgressEvent
 from otel_stigmer.spool import Spool
 
-__all__ = ["MAX_BATCH_BYTES", "Entry", "Outbox"]
+__all__ = ["EVENT_ID", "MAX_BATCH_BYTES", "PAYLOAD", "Entry", "Outbox"]
 
 _log = logging.getLogger("otel_stigmer.delivery")
 
@@ -25,29 +26,21 @@ _log = logging.getLogger("otel_stigmer.delivery")
 MAX_BATCH_BYTES = 3 * 1024 * 1024
 
 
-class Entry:
-    """An outbox slot; delivered and evicted ones are marked dead and skipped.
-
-    A parsed message holds about 1.3 KB of memory, its bytes about 0.3 KB, and parsing
-    them again before a send costs well under a microsecond.
-    """
-
-    __slots__ = ("event_id", "live", "payload", "terminal")
-
-    def __init__(self, event: WorkflowProgressEvent) -> None:
-        self.payload = event.SerializeToString(deterministic=True)
-        self.event_id = event.event_id
-        self.terminal = event.event_type in TERMINAL_EVENT_TYPES
-        self.live = True
-
-    @property
-    def event(self) -> WorkflowProgressEvent:
-        """The event, parsed again from its bytes."""
-        return WorkflowProgressEvent.FromString(self.payload)
+#: An outbox slot: the event's number in the outbox, its deterministic serialization and
+#: its id. A parsed message holds about 1.3 KB of memory, its bytes about 0.3 KB, and
+#: parsing them again before a send costs well under a microsecond.
+Entry = tuple[int, bytes, str]
+#: Where an :data:`Entry` keeps its bytes and its event id.
+PAYLOAD: Final = 1
+EVENT_ID: Final = 2
 
 
 class Outbox:
     """Events accepted for delivery, oldest first.
+
+    A full outbox costs the garbage collector nothing per event: bytes and ids live in
+    dicts by number (dicts of ints, bytes and text are not tracked) and numbers in arrays
+    (not visited), never in objects per event.
 
     Args:
         max_events: Bound on live events.
@@ -68,10 +61,14 @@ class Outbox:
         self.bytes = 0
         self._spool = spool
         self._on_drop = on_drop
-        self._entries: collections.deque[Entry] = collections.deque()
-        # Intermediate entries, oldest first: an eviction pops the first live one here,
+        # Live events by number; numbers in order (delivered and evicted ones are skipped).
+        self._payloads: dict[int, bytes] = {}
+        self._ids: dict[int, str] = {}
+        self._order = Numbers()
+        # Intermediate events, oldest first: an eviction pops the first live one here,
         # O(1) amortised, where a scan of a full outbox cost O(bound) per eviction.
-        self._intermediate: collections.deque[Entry] = collections.deque()
+        self._intermediate = Numbers()
+        self._next = 0
         self.live = 0
         self.added = 0
         self.settled = 0
@@ -84,11 +81,14 @@ class Outbox:
         self._spool_call("write to", lambda spool: spool.store(events))
         entered = 0
         for event in events:
-            entry = Entry(event)
-            if not self._room_for(entry):
-                self._dropped([entry.event_id], "queue_full")
+            payload = event.SerializeToString(deterministic=True)
+            terminal = event.event_type in TERMINAL_EVENT_TYPES
+            size = len(payload)
+            full = self.live >= self._max or self.bytes + size > self._max_bytes
+            if full and self.live and not self._room_for(terminal, size):
+                self._dropped([event.event_id], "queue_full")
                 continue
-            self._append(entry)
+            self._append(payload, event.event_id, terminal)
             entered += 1
         with self.progress:
             self.added += len(events)
@@ -100,7 +100,11 @@ class Outbox:
             return 0
         restored = self._spool.load()
         for event in restored:
-            self._append(Entry(event))
+            self._append(
+                event.SerializeToString(deterministic=True),
+                event.event_id,
+                event.event_type in TERMINAL_EVENT_TYPES,
+            )
         with self.progress:
             self.added += len(restored)
         return len(restored)
@@ -109,15 +113,16 @@ class Outbox:
         """The oldest live entries: at most ``max_events`` and :data:`MAX_BATCH_BYTES`."""
         entries: list[Entry] = []
         size = 0
-        for entry in self._entries:
-            if not entry.live:
+        payloads = self._payloads
+        ids = self._ids
+        for number in self._order:
+            payload = payloads.get(number)
+            if payload is None:
                 continue
-            if entries and (
-                len(entries) >= max_events or size + len(entry.payload) > MAX_BATCH_BYTES
-            ):
+            if entries and (len(entries) >= max_events or size + len(payload) > MAX_BATCH_BYTES):
                 break
-            entries.append(entry)
-            size += len(entry.payload)
+            entries.append((number, payload, ids[number]))
+            size += len(payload)
         return entries
 
     def delivered(self, entries: Iterable[Entry]) -> None:
@@ -134,41 +139,45 @@ class Outbox:
         """Give up on every live entry (shutdown without a spool); return how many."""
         return self._count_live(lambda live: self.dropped(live, reason))
 
-    def _room_for(self, entry: Entry) -> bool:
-        """Whether ``entry`` fits, after evicting intermediate events for a terminal one."""
-        while self.live and (
-            self.live >= self._max or self.bytes + len(entry.payload) > self._max_bytes
-        ):
-            if not (entry.terminal and self._evict_one()):
+    def _room_for(self, terminal: bool, size: int) -> bool:
+        """Whether an event fits, after evicting intermediate events for a terminal one."""
+        while self.live and (self.live >= self._max or self.bytes + size > self._max_bytes):
+            if not (terminal and self._evict_one()):
                 return False
         return True
 
-    def _append(self, entry: Entry) -> None:
-        self._entries.append(entry)
-        if not entry.terminal:
-            self._intermediate.append(entry)
+    def _append(self, payload: bytes, event_id: str, terminal: bool) -> None:
+        number = self._next
+        self._next = number + 1
+        self._payloads[number] = payload
+        self._ids[number] = event_id
+        self._order.append(number)
+        if not terminal:
+            self._intermediate.append(number)
         self.live += 1
-        self.bytes += len(entry.payload)
+        self.bytes += len(payload)
 
     def _evict_one(self) -> bool:
+        payloads = self._payloads
         while self._intermediate:
-            entry = self._intermediate.popleft()
-            if entry.live:
-                self.dropped([entry], "queue_full")
+            number = self._intermediate.popleft()
+            payload = payloads.get(number)
+            if payload is not None:
+                self.dropped([(number, payload, self._ids[number])], "queue_full")
                 return True
         return False
 
     def _forget(self, entries: Iterable[Entry]) -> list[str]:
         ids = []
+        payloads = self._payloads
         for entry in entries:
-            if entry.live:
-                entry.live = False
-                self.bytes -= len(entry.payload)
-                entry.payload = b""
-                ids.append(entry.event_id)
+            payload = payloads.pop(entry[0], None)
+            if payload is not None:
+                self.bytes -= len(payload)
+                ids.append(self._ids.pop(entry[0]))
         self.live -= len(ids)
-        for queue in (self._entries, self._intermediate):
-            while queue and not queue[0].live:
+        for queue in (self._order, self._intermediate):
+            while queue and queue.first() not in payloads:
                 queue.popleft()
         return ids
 
@@ -184,7 +193,8 @@ class Outbox:
             self.progress.notify_all()
 
     def _count_live(self, action: Callable[[list[Entry]], None]) -> int:
-        live = [entry for entry in self._entries if entry.live]
+        ids = self._ids
+        live = [(number, payload, ids[number]) for number, payload in self._payloads.items()]
         action(live)
         return len(live)
 

@@ -22,6 +22,9 @@ from otel_stigmer.values import attributes_view
 
 __all__ = ["SpanRecorder"]
 
+_NONE, _TASK, _MARKER = Kind.NONE, Kind.TASK, Kind.MARKER
+_new = tuple.__new__  # builds a Record in C (its generated __new__ is Python)
+
 
 class SpanRecorder(SpanProcessor):
     """Turns what happens to workflow and task spans into :class:`Record` s, live.
@@ -46,12 +49,16 @@ class SpanRecorder(SpanProcessor):
     @swallow_errors(None)
     def on_start(self, span: Span, parent_context: Context | None = None) -> None:
         """Record ``*_started`` and watch the span's events (enqueue only)."""
-        if not attributes_view(span):
+        attributes = attributes_view(span)
+        if not attributes:
             return
-        role = claim_role(span, parent_context)
-        if not role.reported or role.kind is Kind.MARKER or not self._active():
+        role = role_of(attributes)
+        kind = role.kind
+        if (kind is _TASK or kind is _MARKER) and not role.execution_id:
+            role = claim_role(span, parent_context)  # inherits the workflow identity
+        if kind is _NONE or kind is _MARKER or not role.execution_id or not self._active():
             return  # a marker span is reported when it ends, with its exception recorded
-        self._record(Record(START, snapshot(span), False))
+        self._record(_new(Record, (START, snapshot(span), False, 1, None, 0)))
         self._watched.add(span.context.span_id)
         watch_span_events(span, self._on_span_event)
 
@@ -59,21 +66,25 @@ class SpanRecorder(SpanProcessor):
     def _on_span_event(self, span: Span, span_event: Any, index: int) -> None:
         if self._active():
             event = event_snapshot(span_event)
-            self._record(Record(EVENT, snapshot(span), False, 1, event, index))
+            self._record(_new(Record, (EVENT, snapshot(span), False, 1, event, index)))
 
     @swallow_errors(None)
     def on_end(self, span: ReadableSpan) -> None:
         """Record the outcome, with the span events not reported live (enqueue only)."""
         role = role_of(attributes_view(span))
         context = span.context
-        watched = context is not None and context.span_id in self._watched
-        if watched:
+        watched = False
+        if context is not None and context.span_id in self._watched:
             self._watched.discard(context.span_id)
-        if not role.reported or not self._active():
+            watched = True
+        kind = role.kind
+        if kind is _NONE or not role.execution_id or not self._active():
             return
-        if role.kind is Kind.MARKER:  # one event, mapped as a start
-            self._record(Record(START, snapshot(span, "exception"), role.terminal))
+        if kind is _MARKER:  # one event, mapped as a start
+            self._record(
+                _new(Record, (START, snapshot(span, "exception"), role.terminal, 1, None, 0))
+            )
         elif watched:
-            self._record(Record(OUTCOME, snapshot(span, "exception"), True))
+            self._record(_new(Record, (OUTCOME, snapshot(span, "exception"), True, 1, None, 0)))
         else:
             self._record(Record.ended(snapshot(span, "all")))

@@ -10,9 +10,12 @@ a dozen objects alive that the garbage collector scanned again and again.
 from __future__ import annotations
 
 import logging
+import marshal
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
+from opentelemetry.sdk.trace import ReadableSpan
+from opentelemetry.sdk.trace import Span as SdkSpan
 from opentelemetry.trace import SpanContext, Status, StatusCode
 from opentelemetry.util.types import Attributes
 
@@ -31,7 +34,9 @@ __all__ = [
     "event_snapshot",
     "map_record",
     "outcome_of",
+    "pack",
     "snapshot",
+    "unpack",
 ]
 
 _log = logging.getLogger("otel_stigmer.delivery")
@@ -44,6 +49,13 @@ EVENT = 1
 END = 2
 #: An ended span whose span events were reported live: its outcome only.
 OUTCOME = 3
+
+#: The SDK's span classes, whose private fields :func:`snapshot` reads directly.
+_SDK_SPANS = frozenset({ReadableSpan, SdkSpan, *SdkSpan.__subclasses__()})
+#: Builds a named tuple from its values in C (its ``__new__`` is Python).
+_new = tuple.__new__
+#: ``StatusCode`` members by value (a snapshot keeps the int).
+_STATUS_CODES = {code.value: code for code in StatusCode}
 
 
 class Record(NamedTuple):
@@ -88,7 +100,9 @@ class SpanSnapshot(NamedTuple):
 
     A tuple of ids, times, a private attribute dict and the span events that matter, so a
     queued record holds a few hundred bytes and, once the collector has seen it, nothing
-    it has to scan again.
+    it has to scan again: every field is a plain value (the status code is the
+    ``StatusCode`` member's int value, since an enum member is an object the collector
+    tracks, and a tuple holding one stays tracked).
     """
 
     name: str
@@ -99,7 +113,7 @@ class SpanSnapshot(NamedTuple):
     end_time: int | None
     attributes: dict[str, Any]
     events: tuple[EventSnapshot, ...] = ()
-    status_code: StatusCode = StatusCode.UNSET
+    status_code: int = 0
     status_description: str | None = None
     dropped_events: int = 0
 
@@ -120,7 +134,7 @@ class SpanSnapshot(NamedTuple):
     @property
     def status(self) -> Status:
         """The span's status."""
-        return Status(self.status_code, self.status_description)
+        return Status(_STATUS_CODES[self.status_code], self.status_description)
 
 
 def snapshot(span: Any, events: str = "") -> SpanSnapshot:
@@ -132,8 +146,12 @@ def snapshot(span: Any, events: str = "") -> SpanSnapshot:
             recorded exception only (an outcome) or ``"all"`` (an ended span whose span
             events were not reported live).
     """
-    context = span.context
-    parent = span.parent
+    if type(span) in _SDK_SPANS:  # its public properties each return one of these
+        name, context, parent = span._name, span._context, span._parent
+        start_time, end_time, status = span._start_time, span._end_time, span._status
+    else:
+        name, context, parent = span.name, span.context, span.parent
+        start_time, end_time, status = span.start_time, span.end_time, span.status
     attributes = attributes_view(span)
     kept: tuple[EventSnapshot, ...] = ()
     dropped = 0
@@ -148,19 +166,22 @@ def snapshot(span: Any, events: str = "") -> SpanSnapshot:
                 if event.name == "exception":
                     kept = (event_snapshot(event),)
                     break
-    status = span.status
-    return SpanSnapshot(
-        span.name,
-        context.trace_id if context is not None else None,
-        context.span_id if context is not None else 0,
-        parent.span_id if parent is not None else None,
-        span.start_time,
-        span.end_time,
-        dict(attributes) if attributes else {},
-        kept,
-        status.status_code if status is not None else StatusCode.UNSET,
-        status.description if status is not None else None,
-        dropped,
+    copied = dict(attributes) if attributes else {}
+    return _new(
+        SpanSnapshot,
+        (
+            name,
+            context.trace_id if context is not None else None,
+            context.span_id if context is not None else 0,
+            parent.span_id if parent is not None else None,
+            start_time,
+            end_time,
+            copied,
+            kept,
+            status.status_code._value_ if status is not None else 0,
+            status.description if status is not None else None,
+            dropped,
+        ),
     )
 
 
@@ -181,6 +202,48 @@ def map_record(record: Record) -> list[WorkflowProgressEvent]:
         return []
 
 
+def pack(record: Record) -> bytes | None:
+    """``record`` as bytes (``marshal``), for a long queue to hold; :func:`unpack` restores it.
+
+    Bytes are nothing the garbage collector tracks or visits, where a queued record is
+    three objects it scans on every full collection (named tuples such as :class:`Record`
+    and :class:`SpanSnapshot` are never untracked), and a dict or deque holding a hundred
+    thousand of anything costs a visit apiece. None when the record does not hold a
+    snapshot, or holds a value ``marshal`` cannot write (it is then queued as it is).
+    """
+    span = record.span
+    event = record.span_event
+    if type(span) is not SpanSnapshot or not (event is None or type(event) is EventSnapshot):
+        return None
+    events = span.events
+    values = tuple(span) if not events else (*span[:7], tuple(map(tuple, events)), *span[8:])
+    plain: Any = (
+        record.kind,
+        values,
+        record.terminal,
+        record.weight,
+        None if event is None else tuple(event),
+        record.position,
+    )
+    try:
+        return marshal.dumps(plain, 2)
+    except ValueError:  # not an OTel attribute type
+        return None
+
+
+def unpack(packed: bytes) -> Record:
+    """The :class:`Record` of a :func:`pack` ed one."""
+    # Only bytes made by pack() in this process are ever read here.
+    kind, values, terminal, weight, event, position = marshal.loads(packed)  # noqa: S302
+    events = values[7]
+    if events:
+        events = tuple([_new(EventSnapshot, item) for item in events])
+        values = (*values[:7], events, *values[8:])
+    if event is not None:
+        event = _new(EventSnapshot, event)
+    return _new(Record, (kind, _new(SpanSnapshot, values), terminal, weight, event, position))
+
+
 def outcome_of(record: Record) -> Record:
     """The record of an ended span without its span events (its outcome only).
 
@@ -188,6 +251,9 @@ def outcome_of(record: Record) -> Record:
     span and its events hold is released at once.
     """
     span = record.span
+    if isinstance(span, SpanSnapshot):
+        kept = tuple([event for event in span.events if event.name == "exception"][-1:])
+        return Record(OUTCOME, span._replace(events=kept), record.terminal, 1)
     exceptions = [event for event in span.events if event.name == "exception"]
     slim = _Outcome(
         span.name,

@@ -56,6 +56,8 @@ class SpanRole(NamedTuple):
 
 #: The role of a span that is neither workflow, task nor marker.
 NO_ROLE = SpanRole(Kind.NONE)
+_new = tuple.__new__  # builds a SpanRole in C (its generated __new__ is Python)
+_WORKFLOW, _TASK, _MARKER = Kind.WORKFLOW, Kind.TASK, Kind.MARKER
 
 
 def role_of(attributes: Attributes) -> SpanRole:
@@ -67,13 +69,15 @@ def role_of(attributes: Attributes) -> SpanRole:
     """
     if not attributes:
         return NO_ROLE
-    execution_id = _text(attributes.get(conv.WORKFLOW_EXECUTION_ID))
+    execution_id = attributes.get(conv.WORKFLOW_EXECUTION_ID)
+    if type(execution_id) is not str:
+        execution_id = _text(execution_id)
     if conv.EVENT_TYPE in attributes:
-        return SpanRole(Kind.MARKER, execution_id, _text(attributes.get(conv.EVENT_TYPE)))
+        return _new(SpanRole, (_MARKER, execution_id, _text(attributes.get(conv.EVENT_TYPE))))
     if conv.TASK_NAME in attributes:
-        return SpanRole(Kind.TASK, execution_id)
+        return _new(SpanRole, (_TASK, execution_id, ""))
     if execution_id:
-        return SpanRole(Kind.WORKFLOW, execution_id)
+        return _new(SpanRole, (_WORKFLOW, execution_id, ""))
     return NO_ROLE
 
 

@@ -4,7 +4,10 @@ The OTel SDK has no ``on_event`` hook, so :func:`watch_span_events` registers a 
 the SDK's ``Span.add_event`` is wrapped once (with wrapt) to tell the span's watchers
 about every span event that maps to a Stigmer event (``progress``, ``workflow_paused``,
 ...). Spans nobody watches pay one set lookup per such event and nothing else;
-``record_exception`` goes through ``add_event`` and is seen the same way.
+``record_exception`` goes through ``add_event`` and is seen the same way. A span's
+watchers live in the span's own ``__dict__`` (one private key: they die with the span,
+and registering costs a dict write); a span without one is registered in a
+``WeakKeyDictionary`` instead.
 """
 
 from __future__ import annotations
@@ -33,11 +36,18 @@ _watchers: weakref.WeakKeyDictionary[Span, tuple[SpanEventHandler, ...]] = (
 _lock = threading.Lock()
 renew_after_fork(sys.modules[__name__], "_lock")
 _installed = False
+#: The key of a span's watchers in the span's ``__dict__``.
+_KEY = "_otel_stigmer_span_event_handlers"
 
 
 def watch_span_events(span: Span, handler: SpanEventHandler) -> None:
     """Call ``handler`` for each reported span event added to ``span`` from now on."""
-    _install()
+    if not _installed:
+        _install()
+    own = getattr(span, "__dict__", None)
+    if own is not None:
+        own[_KEY] = (*own.get(_KEY, ()), handler)
+        return
     with _lock:
         _watchers[span] = (*_watchers.get(span, ()), handler)
 
@@ -60,7 +70,7 @@ def _after_add_event(
     name = args[0] if args else kwargs.get("name")
     if ended or name not in REPORTED_SPAN_EVENTS:
         return
-    handlers = _watchers.get(instance)
+    handlers = getattr(instance, _KEY, None) or _watchers.get(instance)
     if not handlers:
         return
     events = instance.events

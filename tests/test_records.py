@@ -16,7 +16,16 @@ from otel_stigmer._wire import encode_batch
 from otel_stigmer.events import EncodedEvents, ReportProgressBatchRequest, WorkflowProgressEvent
 from otel_stigmer.mapping import added_event, ended_events, started_events
 from otel_stigmer.processor import StigmerSpanProcessor
-from otel_stigmer.records import event_snapshot, snapshot
+from otel_stigmer.records import (
+    EVENT,
+    OUTCOME,
+    START,
+    Record,
+    event_snapshot,
+    pack,
+    snapshot,
+    unpack,
+)
 
 
 class _Ended(SpanProcessor):
@@ -106,6 +115,27 @@ class _Stuck:
 
     def close(self) -> None:
         self.release.set()
+
+
+def test_a_packed_record_unpacks_equal_and_is_nothing_the_collector_scans() -> None:
+    """Every kind of record survives pack/unpack unchanged; packed records are bytes, so a
+    dict of them by number is not even tracked, where a dict of records is."""
+    spans = {span.name: span for span in _ended_spans()}
+    workflow, task, marker = spans["wf"], spans["fetch"], spans["pause"]
+    progress = next(event for event in task.events if event.name == "progress")
+    records = [
+        Record(START, snapshot(workflow), False),
+        Record(EVENT, snapshot(task), False, 1, event_snapshot(progress), 0),
+        Record(OUTCOME, snapshot(task, "exception"), True),
+        Record.ended(snapshot(task, "all")),
+        Record(START, snapshot(marker, "exception"), False),
+    ]
+    packed = [pack(record) for record in records]
+    assert [unpack(item) for item in packed if item is not None] == records
+    assert pack(Record(START, workflow, False)) is None  # an SDK span stays as it is
+    queue = dict(enumerate(packed))
+    assert not gc.is_tracked(queue)
+    assert gc.is_tracked(dict(enumerate(records)))
 
 
 def test_queued_records_do_not_keep_spans_alive() -> None:
