@@ -329,15 +329,21 @@ class ProcessSender:
         with self._lock:
             batch, self._pending = self._pending, []
         data, weight, tokens = self._encode(batch)
-        child.written += weight
-        child.tokens.update(tokens)
-        sent = self._write(child, data)
-        if sent < len(data) and not self._stop.is_set():
-            if sent == 0:  # nothing reached the pipe: it all waits for the next child
-                child.written -= weight
-                child.tokens.difference_update(tokens)
+        # Atomic against _lost (the reader noticing the child's end): it must not fail the
+        # tokens of a write that nothing reached, as those wait for the next child.
+        with self._child_lock:
+            sent = 0
+            if not child.gone:
+                child.written += weight
+                child.tokens.update(tokens)
+                sent = self._write(child, data)
+                if sent == 0:
+                    child.written -= weight
+                    child.tokens.difference_update(tokens)
+            if sent == 0:  # it all waits for the next child (or is counted at shutdown)
                 with self._lock:
                     self._pending[:0] = batch
+        if sent < len(data) and not self._stop.is_set():
             self._lost(child, "the pipe to it broke")
         return True
 

@@ -1,8 +1,8 @@
 """A :class:`~otel_stigmer.records.Record` as plain tuples that ``marshal`` can write, and back.
 
 The process sender ships records to its child process as marshalled tuples: ``marshal``
-takes only exact built-in types, so the named tuples become plain tuples and the status
-code its integer. The converters are generated from the fields of :class:`Record`,
+takes only exact built-in types, so the named tuples become plain tuples (the status code
+is already its integer). The converters are generated from the fields of :class:`Record`,
 :class:`SpanSnapshot` and :class:`EventSnapshot` when this module is imported, so a field
 added at the end of one of them (with a default) travels without a change here; only a
 field whose values ``marshal`` cannot write needs a converter below. Pure: no I/O.
@@ -12,8 +12,6 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from typing import Any
-
-from opentelemetry.trace import StatusCode
 
 from otel_stigmer.records import EventSnapshot, Record, SpanSnapshot, snapshot
 
@@ -48,10 +46,6 @@ def _decode_event(event: Encoded | None) -> EventSnapshot | None:
     return None if event is None else EventSnapshot._make(event)
 
 
-def _status_value(code: StatusCode) -> int:
-    return int(code.value)
-
-
 def _converter(kind: type, converters: Mapping[str, Callable[[Any], Any]], build: bool) -> Any:
     """Compile ``value -> tuple`` (or ``tuple -> kind``) from ``kind``'s fields, once.
 
@@ -73,10 +67,10 @@ def _converter(kind: type, converters: Mapping[str, Callable[[Any], Any]], build
 
 # Per type, the fields whose values marshal cannot write as they are, and how they travel.
 _span_to_tuple: Callable[[SpanSnapshot], Encoded] = _converter(
-    SpanSnapshot, {"events": _encode_events, "status_code": _status_value}, build=False
+    SpanSnapshot, {"events": _encode_events}, build=False
 )
 _tuple_to_span: Callable[[Encoded], SpanSnapshot] = _converter(
-    SpanSnapshot, {"events": _decode_events, "status_code": StatusCode}, build=True
+    SpanSnapshot, {"events": _decode_events}, build=True
 )
 _record_to_tuple: Callable[[Record], Encoded] = _converter(
     Record, {"span": _encode_span, "span_event": _encode_event}, build=False

@@ -68,11 +68,22 @@ def _until(predicate: Callable[[], bool], timeout: float = 20.0) -> bool:
 
 
 def _alive(pid: int) -> bool:
+    """Whether a thread of process ``pid`` still runs: its pipes close when the last one ends.
+
+    The main thread alone shows a zombie while the others are still exiting.
+    """
     try:
-        with open(f"/proc/{pid}/stat") as stat:
-            return stat.read().rsplit(")", 1)[1].split()[0] != "Z"
-    except FileNotFoundError:
+        threads = os.listdir(f"/proc/{pid}/task")
+    except (FileNotFoundError, ProcessLookupError):
         return False
+    for thread in threads:
+        try:
+            with open(f"/proc/{pid}/task/{thread}/stat") as stat:
+                if stat.read().rsplit(")", 1)[1].split()[0] not in ("Z", "X"):
+                    return True
+        except (FileNotFoundError, ProcessLookupError):  # ended while read
+            continue
+    return False
 
 
 class _CountingIds(IdGenerator):

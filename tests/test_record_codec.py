@@ -67,7 +67,7 @@ def test_every_kind_of_record_round_trips_through_marshal_unchanged() -> None:
         assert type(back.span) is SpanSnapshot
         assert isinstance(back.span, SpanSnapshot)
         assert isinstance(record.span, SpanSnapshot)
-        assert back.span.status_code is record.span.status_code
+        assert back.span.status_code == record.span.status_code
         assert [e.SerializeToString() for e in map_record(back)] == [
             e.SerializeToString() for e in map_record(record)
         ]

@@ -201,6 +201,7 @@ def test_what_full_queues_hold_is_invisible_to_the_collector(queue: str) -> None
                     pass
     waiting = 8_000 * 5 * 2  # a start and an outcome per span
     sender = processor.sender
+    assert isinstance(sender, Sender)
     if queue == "intake":
         assert len(sender._intake) >= waiting
     else:
