@@ -71,12 +71,13 @@ class _Installed:
 
         self.provider = TracerProvider()
         self.pipeline: otel_stigmer.StigmerPipeline | None = None
-        if config.startswith("stigmer") or config == "process":
+        if config.startswith(("stigmer", "process")):
             # process: STIGMER_SENDER=process, the sender in a child process of its own.
-            sender = "process" if config == "process" else "thread"
+            # Only when asked, so that revisions from before the option run too (--against).
+            chosen = {"sender": "process"} if config.startswith("process") else {}
             self.pipeline = otel_stigmer.configure(
                 otel_stigmer.StigmerConfig(
-                    endpoint=endpoint, api_key=API_KEY, use_tls=False, sender=sender
+                    endpoint=endpoint, api_key=API_KEY, use_tls=False, **chosen
                 ),
                 tracer_provider=self.provider,
             )
@@ -90,8 +91,10 @@ class _Installed:
 
     def child_pid(self) -> int | None:
         """The sender process of the ``process`` configuration, while it runs."""
-        from otel_stigmer.process_sender import ProcessSender  # noqa: PLC0415
-
+        try:
+            from otel_stigmer.process_sender import ProcessSender  # noqa: PLC0415
+        except ImportError:  # a revision from before the option (--against)
+            return None
         sender = self.pipeline.processor.sender if self.pipeline is not None else None
         return sender.child_pid if isinstance(sender, ProcessSender) else None
 
@@ -434,22 +437,24 @@ def accounting_table(variant: str, runs: dict[str, list[Result]]) -> str:
 
 
 def against_table(variant: str, runs: dict[str, list[Result]], baseline: str) -> str:
-    """This revision's Stigmer pipeline over ``baseline``'s, paired per repetition."""
+    """This revision's pipeline over ``baseline``'s (``config@revision``), paired per repetition."""
+    ours = baseline.split("@")[0]
     measures: list[tuple[str, Callable[[Result], float]]] = [
         ("caller CPU [CPU]", lambda r: float(r["cpu_ns"])),
         ("caller GC [GC]", lambda r: float(_gc_of(r, _CALLER)["cpu_ns"])),
         ("other threads CPU (sender) [CPU]", lambda r: float(sum(_other_threads(r).values()))),
+        ("child process CPU (process sender) [CPU]", lambda r: float(r.get("child_cpu_ns", 0))),
         ("loop start to last stored [wall]", lambda r: float(r.get("until_stored_ns", 0))),
     ]
     lines = [
-        f"#### {variant} task: stigmer (this revision) against {baseline}, paired per repetition",
+        f"#### {variant} task: {ours} (this revision) against {baseline}, paired per repetition",
         "",
-        f"| measure | {baseline} us per call | stigmer us per call | ratio |",
+        f"| measure | {baseline} us per call | {ours} us per call | ratio |",
         "|---|---|---|---|",
     ]
     for label, value in measures:
         before = [value(r) / r["calls"] / 1e3 for r in runs[baseline]]
-        after = [value(r) / r["calls"] / 1e3 for r in runs["stigmer"]]
+        after = [value(r) / r["calls"] / 1e3 for r in runs[ours]]
         ratios = [a / b for a, b in zip(after, before, strict=True) if b > 0]
         ratio = summarize(ratios).format(2, unit="x") if ratios else "-"
         lines.append(f"| {label} | {_us(before)} | {_us(after)} | {ratio} |")
@@ -577,6 +582,8 @@ def main(argv: list[str] | None = None) -> int:
         for index, revision in enumerate(args.against):
             into = Path(scratch) / str(index)
             libraries[f"stigmer@{revision}"] = _library_at(revision, into)
+            if "process" in args.configs.split(","):  # the process sender of that revision too
+                libraries[f"process@{revision}"] = libraries[f"stigmer@{revision}"]
         for variant in args.variants.split(","):
             base = {"attrs": variant == "attrs", "calls": args.calls, "endpoint": receiver.endpoint}
             configs = [c for c in args.configs.split(",") if c in CONFIGS] + list(libraries)
@@ -585,14 +592,14 @@ def main(argv: list[str] | None = None) -> int:
                 for config in configs:
                     receiver.reset()
                     result = _run_child({**base, "config": config}, libraries.get(config))
-                    if config.startswith("stigmer") or config == "process":
+                    if config.startswith(("stigmer", "process")):
                         stored = receiver.stats()
                         result["stored"] = stored.count
                         result["until_stored_ns"] = stored.last_ns - result["start_ns"]
                     runs[config].append(result)
             print(accounting_table(variant, runs) + "\n")
             for baseline in libraries:
-                if "stigmer" in runs:
+                if baseline.split("@")[0] in runs:
                     print(against_table(variant, runs, baseline) + "\n")
             if {"bare", "sdk", "noop", "stigmer", "stigmer-gc-off"} <= runs.keys():
                 print(caller_gap_table(variant, runs) + "\n")
