@@ -438,7 +438,7 @@ def accounting_table(variant: str, runs: dict[str, list[Result]]) -> str:
 
 def against_table(variant: str, runs: dict[str, list[Result]], baseline: str) -> str:
     """This revision's pipeline over ``baseline``'s (``config@revision``), paired per repetition."""
-    ours = baseline.split("@")[0]
+    ours = baseline.split("@", maxsplit=1)[0]
     measures: list[tuple[str, Callable[[Result], float]]] = [
         ("caller CPU [CPU]", lambda r: float(r["cpu_ns"])),
         ("caller GC [GC]", lambda r: float(_gc_of(r, _CALLER)["cpu_ns"])),
