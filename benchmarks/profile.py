@@ -74,7 +74,7 @@ class _Installed:
         if config.startswith(("stigmer", "process")):
             # process: STIGMER_SENDER=process, the sender in a child process of its own.
             # Only when asked, so that revisions from before the option run too (--against).
-            chosen = {"sender": "process"} if config.startswith("process") else {}
+            chosen: dict[str, Any] = {"sender": "process"} if config.startswith("process") else {}
             self.pipeline = otel_stigmer.configure(
                 otel_stigmer.StigmerConfig(
                     endpoint=endpoint, api_key=API_KEY, use_tls=False, **chosen
