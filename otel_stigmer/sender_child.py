@@ -14,6 +14,7 @@ within its deadline; when the parent is gone but the pipe stays open, it ends al
 
 from __future__ import annotations
 
+import gc
 import logging
 import os
 import signal
@@ -21,7 +22,7 @@ import sys
 import threading
 from typing import Any
 
-from otel_stigmer import _frames
+from otel_stigmer import _frames, intake
 from otel_stigmer._sender_setup import config_from, retry_policy_from
 from otel_stigmer.delivery import Sender
 from otel_stigmer.record_codec import decode_record
@@ -173,6 +174,11 @@ def main() -> int:
         _log.exception("otel-stigmer: the sender process could not start")
         return 3
     del fields, first
+    # Every thread here is delivery's: a collection pauses nobody else, so records stay
+    # unpacked (packing saves a business thread's collections, at a cost per record), and
+    # what start-up left alive is kept out of every collection.
+    intake.PACK_ABOVE = sys.maxsize
+    gc.freeze()
     child = _Child(sender, output, parent)
     threading.Thread(target=child.report_stats, name="otel-stigmer-stats", daemon=True).start()
     try:
