@@ -19,6 +19,7 @@ from collections.abc import Sequence
 
 from opentelemetry import context as otel_context
 
+from otel_stigmer._child_exit import flush_children_at_exit
 from otel_stigmer._forksafe import CallGate
 from otel_stigmer.delivery_log import DeliveryLog
 from otel_stigmer.events import EncodedEvents
@@ -109,7 +110,7 @@ class Sender:
             self._stats.enqueued += restored
             self._start_thread()
         _senders.add(self)
-        _flush_children_at_exit(self)
+        flush_children_at_exit(self)
 
     def submit(self, record: Record) -> None:
         """Queue ``record``; never blocks on I/O and never raises."""
@@ -352,33 +353,6 @@ class Sender:
 
 
 _senders: weakref.WeakSet[Sender] = weakref.WeakSet()
-#: A child's own exit flush: how long a forked child may take to deliver at its exit.
-_CHILD_EXIT_FLUSH_MILLIS = 5_000
-
-
-def _flush_children_at_exit(sender: Sender) -> None:
-    """Make a ``multiprocessing`` child forked from this process deliver at its exit.
-
-    Such a child ends with ``os._exit``: interpreter exit hooks do not run there, only
-    ``multiprocessing``'s finalizers (cleared at the child's start, so armed after it). A
-    child forked by ``os.fork`` that exits normally flushes through the exit hook it
-    inherited.
-    """
-    from multiprocessing import util  # noqa: PLC0415 - only where processes are forked
-
-    util.register_after_fork(sender, _arm_exit_flush)
-
-
-def _arm_exit_flush(sender: Sender) -> None:
-    from multiprocessing import util  # noqa: PLC0415 - only in a forked child
-
-    util.Finalize(None, _exit_flush, args=(weakref.ref(sender),), exitpriority=100)
-
-
-def _exit_flush(ref: weakref.ReferenceType[Sender]) -> None:
-    sender = ref()
-    if sender is not None:
-        sender.shutdown(_CHILD_EXIT_FLUSH_MILLIS)
 
 
 def _reset_all_after_fork() -> None:

@@ -32,6 +32,7 @@ import weakref
 from typing import Any
 
 from otel_stigmer import _frames
+from otel_stigmer._child_exit import flush_children_at_exit
 from otel_stigmer._sender_setup import config_fields, retry_policy_fields
 from otel_stigmer.config import ALIAS_API_KEY, ENV_API_KEY, ENV_SENDER, StigmerConfig
 from otel_stigmer.exceptions import ConfigError
@@ -158,7 +159,7 @@ class ProcessSender:
         self._warned = False
         self._reset()
         _senders.add(self)
-        _flush_children_at_exit(self)
+        flush_children_at_exit(self)
 
     # The calling threads ---------------------------------------------------------
 
@@ -601,30 +602,6 @@ def _close(fd: int) -> None:
 
 
 _senders: weakref.WeakSet[ProcessSender] = weakref.WeakSet()
-_CHILD_EXIT_FLUSH_MILLIS = 5_000
-
-
-def _flush_children_at_exit(sender: ProcessSender) -> None:
-    """A ``multiprocessing`` child forked from here delivers its own records at its exit.
-
-    Such a child ends with ``os._exit`` (no interpreter exit hooks), so a finalizer is
-    armed after the fork, as for the in-process sender.
-    """
-    from multiprocessing import util  # noqa: PLC0415 - only where processes are forked
-
-    util.register_after_fork(sender, _arm_exit_flush)
-
-
-def _arm_exit_flush(sender: ProcessSender) -> None:
-    from multiprocessing import util  # noqa: PLC0415 - only in a forked child
-
-    util.Finalize(None, _exit_flush, args=(weakref.ref(sender),), exitpriority=100)
-
-
-def _exit_flush(ref: weakref.ReferenceType[ProcessSender]) -> None:
-    sender = ref()
-    if sender is not None:
-        sender.shutdown(_CHILD_EXIT_FLUSH_MILLIS)
 
 
 def _forget_all_after_fork() -> None:
