@@ -21,7 +21,11 @@ $py -m ruff check .
 $py -m ruff format --check .
 $py -m mypy
 site_dir="$(mktemp -d)"
-NO_MKDOCS_2_WARNING=1 $py -m mkdocs build --strict --quiet --site-dir "$site_dir"
-rm -rf "$site_dir"
+# Not --quiet: it hides the very warnings that --strict turns into a failure.
+if ! NO_MKDOCS_2_WARNING=1 $py -m mkdocs build --strict --site-dir "$site_dir" >"$site_dir.log" 2>&1; then
+  grep -v "^INFO" "$site_dir.log" >&2
+  exit 1
+fi
+rm -rf "$site_dir" "$site_dir.log"
 $py -m pytest "$@"
 $py -m benchmarks --quick
