@@ -135,24 +135,10 @@ def _naive_burst(endpoint: str, calls: int) -> Result:
         except CallbackError:
             failed += 1  # logged by the client; the workflow goes on
 
-    cpu = time.process_time_ns()
-    start = time.monotonic_ns()
-    for i in range(calls):
-        report(EventType.TASK_STARTED, Status.RUNNING)
-        workload.bare(i)
-        report(EventType.TASK_COMPLETED, Status.COMPLETED)
-    end = time.monotonic_ns()
-    cpu = time.process_time_ns() - cpu
+    result = _sequential_burst(calls, report)
     client.close()
-    return {
-        "process_cpu_ns": cpu,
-        "start_ns": start,
-        "produce_end_ns": end,
-        "flush_end_ns": end,
-        "flushed": True,
-        "produced": 2 * calls,
-        "dropped": failed,
-    }
+    result["dropped"] = failed
+    return result
 
 
 def _raw_burst(endpoint: str, calls: int) -> Result:
@@ -174,6 +160,13 @@ def _raw_burst(endpoint: str, calls: int) -> Result:
         event = new_task_progress_event("raw", event_type, "bench", "step", status, "", sequence)
         stub.report_progress(event, metadata=metadata, timeout=10.0)
 
+    result = _sequential_burst(calls, report)
+    channel.close()
+    return result
+
+
+def _sequential_burst(calls: int, report: Callable[[EventType, Status], None]) -> Result:
+    """Time ``calls`` task calls reported one event at a time by ``report``, in this thread."""
     cpu = time.process_time_ns()
     start = time.monotonic_ns()
     for i in range(calls):
@@ -181,10 +174,8 @@ def _raw_burst(endpoint: str, calls: int) -> Result:
         workload.bare(i)
         report(EventType.TASK_COMPLETED, Status.COMPLETED)
     end = time.monotonic_ns()
-    cpu = time.process_time_ns() - cpu
-    channel.close()
     return {
-        "process_cpu_ns": cpu,
+        "process_cpu_ns": time.process_time_ns() - cpu,
         "start_ns": start,
         "produce_end_ns": end,
         "flush_end_ns": end,

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from browser import NEEDS_CHROMIUM, TIMEOUT_MS, chromium, expect
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.trace import Status, StatusCode
 
@@ -16,18 +16,10 @@ from otel_stigmer.server.auth import BearerKeyAuth
 from otel_stigmer.server.http import LiveHttpServer
 from otel_stigmer.testing import StigmerTestServer
 
-CHROMIUM = "/usr/bin/chromium"
 CANARY = "canary-page-key-2b8f61"
 EVIL = "<script>window.__pwned = 1</script><b>bold</b>"
-TIMEOUT_MS = 20_000
 
-pytestmark = [
-    pytest.mark.browser,
-    pytest.mark.skipif(
-        not os.path.exists(CHROMIUM),
-        reason=f"{CHROMIUM} is missing: install Debian's chromium (apt-get install chromium)",
-    ),
-]
+pytestmark = NEEDS_CHROMIUM
 
 
 @pytest.fixture
@@ -43,8 +35,6 @@ def test_tasks_appear_and_change_status_live_and_names_render_as_text(
     live: tuple[StigmerTestServer, LiveHttpServer],
 ) -> None:
     """After logging in, a running workflow's tasks appear, turn completed or failed, no reload."""
-    from playwright.sync_api import expect, sync_playwright  # noqa: PLC0415 - optional
-
     server, page_server = live
     provider = TracerProvider()
     processor = StigmerSpanProcessor(
@@ -52,18 +42,7 @@ def test_tasks_appear_and_change_status_live_and_names_render_as_text(
     )
     provider.add_span_processor(processor)
     tracer = provider.get_tracer("test-live-page")
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(
-            executable_path=CHROMIUM,
-            args=[
-                "--no-sandbox",
-                "--disable-gpu",
-                "--disable-background-networking",
-                "--disable-component-update",
-                "--disable-sync",
-                "--no-first-run",
-            ],
-        )
+    with chromium() as browser:
         try:
             page = browser.new_page()
             page.set_default_timeout(TIMEOUT_MS)
@@ -112,6 +91,5 @@ def test_tasks_appear_and_change_status_live_and_names_render_as_text(
             assert page.locator("#groups script, #groups b, #log script, #runs b").count() == 0
             assert CANARY not in page.content()
         finally:
-            browser.close()
             processor.shutdown()
             provider.shutdown()

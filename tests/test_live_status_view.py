@@ -7,12 +7,12 @@ receiver, which merges and stores them; the page reads them through the real HTT
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+from browser import NEEDS_CHROMIUM, chromium, expect, open_live_page, tab
 from live_runs import failing_run, repeated_calls_run
 
 from otel_stigmer import StigmerConfig
@@ -27,31 +27,16 @@ from otel_stigmer.status.wire import (
     WorkflowTaskStatus,
 )
 
-CHROMIUM = "/usr/bin/chromium"
 KEY = "live-status-key-9b7c1e"
-TIMEOUT_MS = 20_000
 EVIL = '<img src=x onerror="window.__pwned=1"><script>window.__pwned=1</script>'
 
-pytestmark = [
-    pytest.mark.browser,
-    pytest.mark.skipif(
-        not os.path.exists(CHROMIUM),
-        reason=f"{CHROMIUM} is missing: install Debian's chromium (apt-get install chromium)",
-    ),
-]
+pytestmark = NEEDS_CHROMIUM
 
 
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
-    from playwright.sync_api import sync_playwright  # noqa: PLC0415 - optional
-
-    with sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(
-            executable_path=CHROMIUM,
-            args=["--no-sandbox", "--disable-gpu", "--disable-background-networking"],
-        )
-        yield chromium
-        chromium.close()
+    with chromium() as launched:
+        yield launched
 
 
 @pytest.fixture
@@ -77,28 +62,8 @@ def client(receiver: ReceiverServer) -> Iterator[StatusClient]:
 
 @pytest.fixture
 def page(browser: Any, server: LiveHttpServer) -> Iterator[Any]:
-    context = browser.new_context(viewport={"width": 1400, "height": 900})
-    tab = context.new_page()
-    tab.set_default_timeout(TIMEOUT_MS)
-    errors: list[str] = []
-    tab.on("pageerror", lambda exc: errors.append(str(exc)))
-    yield tab
-    context.close()
-    assert errors == []
-
-
-def _open(page: Any, server: LiveHttpServer, fragment: str = "") -> None:
-    """Log in with a one-time link, then open the page (at ``fragment``)."""
-    page.goto(server.login_url())
-    if fragment:
-        page.goto(server.url + fragment)
-    _expect(page.locator("#connection")).to_have_attribute("data-state", "live")
-
-
-def _expect(locator: Any) -> Any:
-    from playwright.sync_api import expect  # noqa: PLC0415 - optional
-
-    return expect(locator)
+    with tab(browser) as opened:
+        yield opened
 
 
 def _send_folded(client: StatusClient, events: list[Any]) -> WorkflowExecutionStatus:
@@ -118,26 +83,26 @@ def test_a_status_protocol_run_is_listed_and_shows_its_tasks_with_their_marks(
     """A failed status run is listed as failed, marked "status protocol"; its tasks show."""
     receiver.store.add(repeated_calls_run("run-progress"))
     status = _send_folded(client, failing_run("run-status"))
-    _open(page, server, "#/runs/run-status")
+    open_live_page(page, server, "#/runs/run-status")
     listed = page.locator('[data-testid="run"][data-execution-id="run-status"]')
-    _expect(listed).to_have_attribute("data-protocol", "status")
-    _expect(listed).to_have_attribute("data-status", "failed")
-    _expect(listed.locator(".status")).to_have_text("failed")
-    _expect(listed.locator('[data-testid="protocol"]')).to_have_text("status protocol")
-    _expect(listed.locator(".meta")).to_contain_text("2 tasks")
+    expect(listed).to_have_attribute("data-protocol", "status")
+    expect(listed).to_have_attribute("data-status", "failed")
+    expect(listed.locator(".status")).to_have_text("failed")
+    expect(listed.locator('[data-testid="protocol"]')).to_have_text("status protocol")
+    expect(listed.locator(".meta")).to_contain_text("2 tasks")
     progress_run = page.locator('[data-testid="run"][data-execution-id="run-progress"]')
-    _expect(progress_run).to_have_attribute("data-protocol", "progress")
-    _expect(progress_run.locator('[data-testid="protocol"]')).to_be_hidden()
+    expect(progress_run).to_have_attribute("data-protocol", "progress")
+    expect(progress_run.locator('[data-testid="protocol"]')).to_be_hidden()
 
-    _expect(page.locator("#run-head")).to_have_attribute("data-status", "failed")
-    _expect(page.locator('#run-title [data-testid="protocol"]')).to_have_text("status protocol")
-    _expect(page.locator("#status-section")).to_be_visible()
-    _expect(page.locator("#calls-section")).to_be_hidden()
-    _expect(page.locator("#log-section")).to_be_hidden()
-    _expect(page.locator("#run-error")).to_have_text(status.error)
-    _expect(page.locator("#run-count")).to_have_text("2/2 tasks")
+    expect(page.locator("#run-head")).to_have_attribute("data-status", "failed")
+    expect(page.locator('#run-title [data-testid="protocol"]')).to_have_text("status protocol")
+    expect(page.locator("#status-section")).to_be_visible()
+    expect(page.locator("#calls-section")).to_be_hidden()
+    expect(page.locator("#log-section")).to_be_hidden()
+    expect(page.locator("#run-error")).to_have_text(status.error)
+    expect(page.locator("#run-count")).to_have_text("2/2 tasks")
     tasks = _tasks(page)
-    _expect(tasks).to_have_count(2)
+    expect(tasks).to_have_count(2)
     assert [tasks.nth(n).get_attribute("data-task") for n in range(2)] == ["prepare", "notify"]
     assert [tasks.nth(n).get_attribute("data-status") for n in range(2)] == [
         "completed",
@@ -146,8 +111,8 @@ def test_a_status_protocol_run_is_listed_and_shows_its_tasks_with_their_marks(
     assert [tasks.nth(n).get_attribute("data-task-id") for n in range(2)] == [
         t.task_id for t in status.tasks
     ]
-    _expect(tasks.nth(1).locator(".status")).to_have_text("failed")
-    _expect(tasks.nth(1).locator(".msg")).to_have_text(status.tasks[1].error)
+    expect(tasks.nth(1).locator(".status")).to_have_text("failed")
+    expect(tasks.nth(1).locator(".msg")).to_have_text(status.tasks[1].error)
     assert "daily e-mail quota reached" in status.tasks[1].error
     bars = [tasks.nth(n).locator('[data-testid="task-bar"]') for n in range(2)]
     assert [bar.get_attribute("data-outcome") for bar in bars] == ["completed", "failed"]
@@ -155,16 +120,16 @@ def test_a_status_protocol_run_is_listed_and_shows_its_tasks_with_their_marks(
     assert first["x"] < second["x"]  # notify started after prepare
 
     progress_run.click()
-    _expect(page.locator("#calls-section")).to_be_visible()
-    _expect(page.locator("#status-section")).to_be_hidden()
-    _expect(page.locator('[data-testid="task-call"][data-task="fetch"]')).to_have_count(3)
+    expect(page.locator("#calls-section")).to_be_visible()
+    expect(page.locator("#status-section")).to_be_hidden()
+    expect(page.locator('[data-testid="task-call"][data-task="fetch"]')).to_have_count(3)
 
 
 def test_status_updates_appear_live_and_the_status_filter_applies(
     page: Any, server: LiveHttpServer, client: StatusClient
 ) -> None:
     """A new status run appears live as running, then turns completed; filters apply to it."""
-    _open(page, server)
+    open_live_page(page, server)
     page.evaluate("window.__marker = 'same page'")
     running = WorkflowTask(
         task_id="call-1",
@@ -181,10 +146,10 @@ def test_status_updates_appear_live_and_the_status_filter_applies(
         ),
     )
     listed = page.locator('[data-testid="run"][data-execution-id="run-live"]')
-    _expect(listed).to_have_attribute("data-status", "running")
-    _expect(page.locator("#run-id")).to_have_text("run-live")
-    _expect(_tasks(page)).to_have_count(1)
-    _expect(_tasks(page).first).to_have_attribute("data-status", "running")
+    expect(listed).to_have_attribute("data-status", "running")
+    expect(page.locator("#run-id")).to_have_text("run-live")
+    expect(_tasks(page)).to_have_count(1)
+    expect(_tasks(page).first).to_have_attribute("data-status", "running")
     done = WorkflowTask()
     done.CopyFrom(running)
     done.status = WorkflowTaskStatus.WORKFLOW_TASK_COMPLETED
@@ -200,30 +165,30 @@ def test_status_updates_appear_live_and_the_status_filter_applies(
             tasks=[done, skipped],
         ),
     )
-    _expect(listed).to_have_attribute("data-status", "completed")
-    _expect(page.locator("#run-head")).to_have_attribute("data-status", "completed")
+    expect(listed).to_have_attribute("data-status", "completed")
+    expect(page.locator("#run-head")).to_have_attribute("data-status", "completed")
     tasks = _tasks(page)
-    _expect(tasks).to_have_count(2)
-    _expect(tasks.first).to_have_attribute("data-status", "completed")
-    _expect(tasks.first.locator(".num").nth(2)).to_have_text("1.50 s")
-    _expect(tasks.nth(1)).to_have_attribute("data-status", "skipped")
-    _expect(tasks.nth(1).locator(".status")).to_have_text("skipped")
+    expect(tasks).to_have_count(2)
+    expect(tasks.first).to_have_attribute("data-status", "completed")
+    expect(tasks.first.locator(".num").nth(2)).to_have_text("1.50 s")
+    expect(tasks.nth(1)).to_have_attribute("data-status", "skipped")
+    expect(tasks.nth(1).locator(".status")).to_have_text("skipped")
     icon = tasks.nth(1).locator(".status").evaluate("b => getComputedStyle(b, '::before').content")
     assert icon == '"\u21b7 "'
-    _expect(page.locator("#run-facts")).to_contain_text("duration 3.00 s")
+    expect(page.locator("#run-facts")).to_contain_text("duration 3.00 s")
     assert page.evaluate("window.__marker") == "same page"
 
     client.update_status(
         "run-failing", WorkflowExecutionStatus(phase=ExecutionPhase.EXECUTION_FAILED, error="boom")
     )
     runs = page.locator('[data-testid="run"]')
-    _expect(runs).to_have_count(2)
+    expect(runs).to_have_count(2)
     page.select_option("#status-filter", "failed")
-    _expect(runs).to_have_count(1)
-    _expect(runs.first).to_have_attribute("data-execution-id", "run-failing")
+    expect(runs).to_have_count(1)
+    expect(runs.first).to_have_attribute("data-execution-id", "run-failing")
     page.select_option("#status-filter", "completed")
-    _expect(runs).to_have_count(1)
-    _expect(runs.first).to_have_attribute("data-execution-id", "run-live")
+    expect(runs).to_have_count(1)
+    expect(runs.first).to_have_attribute("data-execution-id", "run-live")
 
 
 def test_a_hostile_task_name_and_id_render_as_text(
@@ -246,12 +211,12 @@ def test_a_hostile_task_name_and_id_render_as_text(
             ],
         ),
     )
-    _open(page, server)
+    open_live_page(page, server)
     task = _tasks(page).first
-    _expect(task.locator(".label")).to_have_text(EVIL)
-    _expect(task.locator(".msg")).to_have_text(EVIL)
-    _expect(page.locator("#run-id")).to_have_text(EVIL)
-    _expect(page.locator("#run-error")).to_have_text(EVIL)
-    _expect(page.locator('[data-testid="run"] .id')).to_have_text(EVIL)
+    expect(task.locator(".label")).to_have_text(EVIL)
+    expect(task.locator(".msg")).to_have_text(EVIL)
+    expect(page.locator("#run-id")).to_have_text(EVIL)
+    expect(page.locator("#run-error")).to_have_text(EVIL)
+    expect(page.locator('[data-testid="run"] .id')).to_have_text(EVIL)
     assert page.locator("#status-tasks img, #runs img, #run-head img").count() == 0
     assert page.evaluate("window.__pwned") is None

@@ -7,12 +7,12 @@ unless a test says so.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+from browser import NEEDS_CHROMIUM, chromium, expect, open_live_page, tab
 from live_runs import failing_run, parallel_run, repeated_calls_run, retried_for_good_run
 
 from otel_stigmer.events import WorkflowProgressEvent
@@ -20,30 +20,15 @@ from otel_stigmer.server.auth import BearerKeyAuth
 from otel_stigmer.server.http import LiveHttpServer
 from otel_stigmer.server.store import EventStore
 
-CHROMIUM = "/usr/bin/chromium"
 KEY = "live-view-key-5f1e0c2a9d"
-TIMEOUT_MS = 20_000
 
-pytestmark = [
-    pytest.mark.browser,
-    pytest.mark.skipif(
-        not os.path.exists(CHROMIUM),
-        reason=f"{CHROMIUM} is missing: install Debian's chromium (apt-get install chromium)",
-    ),
-]
+pytestmark = NEEDS_CHROMIUM
 
 
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
-    from playwright.sync_api import sync_playwright  # noqa: PLC0415 - optional
-
-    with sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(
-            executable_path=CHROMIUM,
-            args=["--no-sandbox", "--disable-gpu", "--disable-background-networking"],
-        )
-        yield chromium
-        chromium.close()
+    with chromium() as launched:
+        yield launched
 
 
 @pytest.fixture
@@ -61,28 +46,8 @@ def server(store: EventStore) -> Iterator[LiveHttpServer]:
 
 @pytest.fixture
 def page(browser: Any, server: LiveHttpServer) -> Iterator[Any]:
-    context = browser.new_context(viewport={"width": 1400, "height": 900})
-    tab = context.new_page()
-    tab.set_default_timeout(TIMEOUT_MS)
-    errors: list[str] = []
-    tab.on("pageerror", lambda exc: errors.append(str(exc)))
-    yield tab
-    context.close()
-    assert errors == []
-
-
-def _open(page: Any, server: LiveHttpServer, fragment: str = "") -> None:
-    """Log in with a one-time link, then open the page (at ``fragment``)."""
-    page.goto(server.login_url())
-    if fragment:
-        page.goto(server.url + fragment)
-    _expect(page.locator("#connection")).to_have_attribute("data-state", "live")
-
-
-def _expect(locator: Any) -> Any:
-    from playwright.sync_api import expect  # noqa: PLC0415 - optional
-
-    return expect(locator)
+    with tab(browser) as opened:
+        yield opened
 
 
 def _calls(page: Any, task: str) -> Any:
@@ -102,17 +67,17 @@ def test_each_call_of_a_task_is_its_own_row_under_its_task(
 ) -> None:
     """A task called three times shows three call rows, each completed, under one group."""
     store.add(repeated_calls_run("run-repeat"))
-    _open(page, server)
+    open_live_page(page, server)
     fetches = _calls(page, "fetch")
-    _expect(fetches).to_have_count(3)
+    expect(fetches).to_have_count(3)
     for n in range(3):
-        _expect(fetches.nth(n)).to_have_attribute("data-status", "completed")
-        _expect(fetches.nth(n).locator(".label")).to_have_text(f"fetch #{n + 1}")
+        expect(fetches.nth(n)).to_have_attribute("data-status", "completed")
+        expect(fetches.nth(n).locator(".label")).to_have_text(f"fetch #{n + 1}")
     instances = {fetches.nth(n).get_attribute("data-instance") for n in range(3)}
     assert len(instances) == 3
     group = page.locator('[data-testid="task-group"][data-task="fetch"]')
-    _expect(group).to_contain_text("3 calls")
-    _expect(page.locator("#run-count")).to_have_text("4/4 task calls")
+    expect(group).to_contain_text("3 calls")
+    expect(page.locator("#run-count")).to_have_text("4/4 task calls")
 
 
 def test_parallel_calls_of_one_task_are_separate_rows_and_counted_each(
@@ -120,12 +85,12 @@ def test_parallel_calls_of_one_task_are_separate_rows_and_counted_each(
 ) -> None:
     """Five parallel calls of one task are five rows (one per instance id) and 5/5 calls."""
     store.add(parallel_run("run-parallel", calls=5, seconds=0.05))
-    _open(page, server)
+    open_live_page(page, server)
     rows = _calls(page, "resize")
-    _expect(rows).to_have_count(5)
+    expect(rows).to_have_count(5)
     assert len({rows.nth(n).get_attribute("data-instance") for n in range(5)}) == 5
-    _expect(page.locator("#run-count")).to_have_text("5/5 task calls")
-    _expect(page.locator('[data-testid="task-group"]')).to_have_count(1)
+    expect(page.locator("#run-count")).to_have_text("5/5 task calls")
+    expect(page.locator('[data-testid="task-group"]')).to_have_count(1)
 
 
 def test_a_call_that_failed_for_good_shows_failed_with_its_retry(
@@ -133,20 +98,20 @@ def test_a_call_that_failed_for_good_shows_failed_with_its_retry(
 ) -> None:
     """A call failing on both attempts is failed, with a retry bar then a failed bar."""
     store.add(retried_for_good_run("run-retried"))
-    _open(page, server)
+    open_live_page(page, server)
     charge = _calls(page, "charge")
-    _expect(charge).to_have_count(1)
-    _expect(charge).to_have_attribute("data-status", "failed")
-    _expect(charge).to_have_attribute("data-attempts", "2")
-    _expect(charge.locator(".status")).to_have_text("failed")
+    expect(charge).to_have_count(1)
+    expect(charge).to_have_attribute("data-status", "failed")
+    expect(charge).to_have_attribute("data-attempts", "2")
+    expect(charge.locator(".status")).to_have_text("failed")
     attempts = charge.locator('[data-testid="attempt"]')
-    _expect(attempts).to_have_count(2)
+    expect(attempts).to_have_count(2)
     assert [attempts.nth(n).get_attribute("data-outcome") for n in range(2)] == [
         "retry",
         "failed",
     ]
     assert attempts.nth(0).bounding_box()["x"] < attempts.nth(1).bounding_box()["x"]
-    _expect(charge).to_contain_text("card service unreachable (attempt 2)")
+    expect(charge).to_contain_text("card service unreachable (attempt 2)")
 
 
 def test_a_failed_run_looks_failed_and_a_completed_one_does_not(
@@ -155,19 +120,19 @@ def test_a_failed_run_looks_failed_and_a_completed_one_does_not(
     """A failed run has a red bar, mark and list entry; a completed run a green bar."""
     store.add(failing_run("run-failed"))
     store.add(_shifted(repeated_calls_run("run-ok"), 10_000))
-    _open(page, server, "#/runs/run-failed")
-    _expect(page.locator("#run-head")).to_have_attribute("data-status", "failed")
-    _expect(page.locator("#run-title .status")).to_have_text("failed")
+    open_live_page(page, server, "#/runs/run-failed")
+    expect(page.locator("#run-head")).to_have_attribute("data-status", "failed")
+    expect(page.locator("#run-title .status")).to_have_text("failed")
     fill = page.locator("#run-fill")
-    _expect(fill).to_have_css("background-color", "rgb(161, 34, 27)")
-    _expect(fill).to_have_attribute("style", "width: 100%;")
+    expect(fill).to_have_css("background-color", "rgb(161, 34, 27)")
+    expect(fill).to_have_attribute("style", "width: 100%;")
     listed = page.locator('[data-testid="run"][data-execution-id="run-failed"]')
-    _expect(listed).to_have_attribute("data-status", "failed")
-    _expect(listed.locator(".status")).to_have_text("failed")
-    _expect(page.locator("#run-error")).to_contain_text("daily e-mail quota reached")
+    expect(listed).to_have_attribute("data-status", "failed")
+    expect(listed.locator(".status")).to_have_text("failed")
+    expect(page.locator("#run-error")).to_contain_text("daily e-mail quota reached")
     page.locator('[data-testid="run"][data-execution-id="run-ok"]').click()
-    _expect(page.locator("#run-head")).to_have_attribute("data-status", "completed")
-    _expect(fill).to_have_css("background-color", "rgb(27, 110, 44)")
+    expect(page.locator("#run-head")).to_have_attribute("data-status", "completed")
+    expect(fill).to_have_css("background-color", "rgb(27, 110, 44)")
 
 
 def test_the_newest_run_is_selected_and_a_click_selects_another(
@@ -176,15 +141,15 @@ def test_the_newest_run_is_selected_and_a_click_selects_another(
     """Without a link the newest run is shown, listed first; clicking a run shows it."""
     store.add(failing_run("run-older"))
     store.add(_shifted(repeated_calls_run("run-newer"), 60_000))
-    _open(page, server)
+    open_live_page(page, server)
     runs = page.locator('[data-testid="run"]')
-    _expect(runs.first).to_have_attribute("data-execution-id", "run-newer")
-    _expect(runs.first).to_have_attribute("aria-current", "true")
-    _expect(page.locator("#run-id")).to_have_text("run-newer")
+    expect(runs.first).to_have_attribute("data-execution-id", "run-newer")
+    expect(runs.first).to_have_attribute("aria-current", "true")
+    expect(page.locator("#run-id")).to_have_text("run-newer")
     runs.nth(1).click()
-    _expect(page.locator("#run-id")).to_have_text("run-older")
-    _expect(runs.nth(1)).to_have_attribute("aria-current", "true")
-    _expect(runs.first).to_have_attribute("aria-current", "false")
+    expect(page.locator("#run-id")).to_have_text("run-older")
+    expect(runs.nth(1)).to_have_attribute("aria-current", "true")
+    expect(runs.first).to_have_attribute("aria-current", "false")
     assert page.evaluate("location.hash") == "#/runs/run-older"
 
 
@@ -193,9 +158,9 @@ def test_timeline_bars_follow_the_calls_in_time_with_progress_marked(
 ) -> None:
     """Bars of successive calls start further right; a progress event is a mark on its bar."""
     store.add(repeated_calls_run("run-timeline", seconds=0.1))
-    _open(page, server)
+    open_live_page(page, server)
     fetches = _calls(page, "fetch")
-    _expect(fetches).to_have_count(3)
+    expect(fetches).to_have_count(3)
     bars = [fetches.nth(n).locator('[data-testid="attempt"]') for n in range(3)]
     boxes = [bar.bounding_box() for bar in bars]
     assert boxes[0]["x"] < boxes[1]["x"] < boxes[2]["x"]
@@ -203,7 +168,7 @@ def test_timeline_bars_follow_the_calls_in_time_with_progress_marked(
     assert boxes[0]["x"] + boxes[0]["width"] <= boxes[1]["x"] + 1
     progress = _calls(page, "report-progress")
     mark = progress.locator('[data-testid="progress-mark"]')
-    _expect(mark).to_have_count(1)
+    expect(mark).to_have_count(1)
     bar = progress.locator('[data-testid="attempt"]').bounding_box()
     x = mark.bounding_box()["x"]
     assert bar["x"] < x < bar["x"] + bar["width"]
@@ -221,37 +186,37 @@ def test_status_filter_and_search_narrow_the_runs_list(
     store.add(failing_run("run-a", name="mailer"))
     store.add(_shifted(repeated_calls_run("run-b"), 1_000))
     store.add(_shifted(retried_for_good_run("run-c"), 2_000))
-    _open(page, server)
+    open_live_page(page, server)
     runs = page.locator('[data-testid="run"]')
-    _expect(runs).to_have_count(3)
+    expect(runs).to_have_count(3)
     page.select_option("#status-filter", "failed")
-    _expect(runs).to_have_count(2)
+    expect(runs).to_have_count(2)
     assert [runs.nth(n).get_attribute("data-execution-id") for n in range(2)] == [
         "run-c",
         "run-a",
     ]
     page.fill("#search", "checkout")
-    _expect(runs).to_have_count(1)
-    _expect(runs.first).to_have_attribute("data-execution-id", "run-c")
+    expect(runs).to_have_count(1)
+    expect(runs.first).to_have_attribute("data-execution-id", "run-c")
     page.select_option("#status-filter", "completed")
-    _expect(runs).to_have_count(0)
-    _expect(page.locator("#no-runs")).to_have_text("No run matches.")
+    expect(runs).to_have_count(0)
+    expect(page.locator("#no-runs")).to_have_text("No run matches.")
     page.select_option("#status-filter", "")
     page.fill("#search", "")
-    _expect(runs).to_have_count(3)
+    expect(runs).to_have_count(3)
 
 
 def test_a_link_opens_that_run(page: Any, server: LiveHttpServer, store: EventStore) -> None:
     """``#/runs/<id>`` and ``?run=<id>`` open that run, even when it is not the newest."""
     store.add(failing_run("run/with space"))
     store.add(_shifted(repeated_calls_run("run-latest"), 5_000))
-    _open(page, server, "#/runs/run%2Fwith%20space")
-    _expect(page.locator("#run-id")).to_have_text("run/with space")
+    open_live_page(page, server, "#/runs/run%2Fwith%20space")
+    expect(page.locator("#run-id")).to_have_text("run/with space")
     link = page.locator("#run-link")
-    _expect(link).to_have_attribute("href", "#/runs/run%2Fwith%20space")
+    expect(link).to_have_attribute("href", "#/runs/run%2Fwith%20space")
     page.goto(server.url + "?run=run-latest")
-    _expect(page.locator("#run-id")).to_have_text("run-latest")
-    _expect(_calls(page, "fetch")).to_have_count(3)
+    expect(page.locator("#run-id")).to_have_text("run-latest")
+    expect(_calls(page, "fetch")).to_have_count(3)
 
 
 def test_calls_appear_live_and_a_running_call_shows_only_its_own_progress(
@@ -262,22 +227,22 @@ def test_calls_appear_live_and_a_running_call_shows_only_its_own_progress(
     second_start = [
         n for n, e in enumerate(events) if e.event_type == "task_started" and e.task_name == "fetch"
     ][1]
-    _open(page, server)
+    open_live_page(page, server)
     page.evaluate("window.__marker = 'same page'")
     store.add(events[: second_start + 1])
-    _expect(page.locator("#run-id")).to_have_text("run-live")
+    expect(page.locator("#run-id")).to_have_text("run-live")
     fetches = _calls(page, "fetch")
-    _expect(fetches).to_have_count(2)
-    _expect(fetches.nth(0)).to_have_attribute("data-status", "completed")
-    _expect(fetches.nth(0).locator(".num").nth(2)).to_have_text("100%")
-    _expect(fetches.nth(1)).to_have_attribute("data-status", "running")
-    _expect(fetches.nth(1).locator(".num").nth(2)).to_have_text("")
-    _expect(page.locator("#run-count")).to_have_text("1/2 task calls")
+    expect(fetches).to_have_count(2)
+    expect(fetches.nth(0)).to_have_attribute("data-status", "completed")
+    expect(fetches.nth(0).locator(".num").nth(2)).to_have_text("100%")
+    expect(fetches.nth(1)).to_have_attribute("data-status", "running")
+    expect(fetches.nth(1).locator(".num").nth(2)).to_have_text("")
+    expect(page.locator("#run-count")).to_have_text("1/2 task calls")
     store.add(events[second_start + 1 :])
-    _expect(fetches).to_have_count(3)
-    _expect(page.locator("#run-head")).to_have_attribute("data-status", "completed")
+    expect(fetches).to_have_count(3)
+    expect(page.locator("#run-head")).to_have_attribute("data-status", "completed")
     store.add(_shifted(failing_run("run-next"), 1_000))
-    _expect(page.locator('[data-testid="run"]').first).to_have_attribute(
+    expect(page.locator('[data-testid="run"]').first).to_have_attribute(
         "data-execution-id", "run-next"
     )
     assert page.evaluate("window.__marker") == "same page"
@@ -291,13 +256,13 @@ def test_a_task_outcome_after_the_workflow_ended_is_shown_late(
     outcome = next(e for e in events if e.event_type == "task_completed")
     store.add([e for e in events if e is not outcome])
     store.add([outcome])
-    _open(page, server)
+    open_live_page(page, server)
     late = page.locator('[data-testid="task-call"][data-late="true"]')
-    _expect(late).to_have_count(1)
-    _expect(late).to_have_attribute("data-instance", outcome.task_instance_id)
-    _expect(late.locator(".late")).to_have_text("late")
-    _expect(page.locator("#run-head")).to_have_attribute("data-status", "completed")
-    _expect(page.locator('[data-testid="event"]').first.locator(".late")).to_have_count(1)
+    expect(late).to_have_count(1)
+    expect(late).to_have_attribute("data-instance", outcome.task_instance_id)
+    expect(late.locator(".late")).to_have_text("late")
+    expect(page.locator("#run-head")).to_have_attribute("data-status", "completed")
+    expect(page.locator('[data-testid="event"]').first.locator(".late")).to_have_count(1)
 
 
 def test_a_task_with_many_calls_starts_collapsed_and_expands(
@@ -305,14 +270,14 @@ def test_a_task_with_many_calls_starts_collapsed_and_expands(
 ) -> None:
     """A task with more than 50 calls shows one summary row until expanded."""
     store.add(parallel_run("run-many", calls=60, seconds=0.001))
-    _open(page, server)
+    open_live_page(page, server)
     group = page.locator('[data-testid="task-group"][data-task="resize"]')
-    _expect(group).to_contain_text("60 calls")
-    _expect(group).to_contain_text("60 completed")
-    _expect(_calls(page, "resize")).to_have_count(0)
+    expect(group).to_contain_text("60 calls")
+    expect(group).to_contain_text("60 completed")
+    expect(_calls(page, "resize")).to_have_count(0)
     group.locator("button").click()
-    _expect(_calls(page, "resize")).to_have_count(60)
-    _expect(page.locator("#run-count")).to_have_text("60/60 task calls")
+    expect(_calls(page, "resize")).to_have_count(60)
+    expect(page.locator("#run-count")).to_have_text("60/60 task calls")
 
 
 def _luminance(rgb: str) -> float:
@@ -333,8 +298,8 @@ def test_every_status_mark_has_an_icon_and_accessible_contrast(
     store.add(events[: retry_at + 1])  # a call left retrying, the run running
     store.add(_shifted(failing_run("run-failed"), 1_000))
     store.add(_shifted(repeated_calls_run("run-done"), 2_000))
-    _open(page, server, "#/runs/run-marks")
-    _expect(_calls(page, "charge")).to_have_attribute("data-status", "retrying")
+    open_live_page(page, server, "#/runs/run-marks")
+    expect(_calls(page, "charge")).to_have_attribute("data-status", "retrying")
     badges = page.locator(".status")
     seen = set()
     for n in range(badges.count()):
