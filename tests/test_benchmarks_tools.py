@@ -67,10 +67,12 @@ def test_profiler_accounts_every_configuration_and_delivers_every_event(
     reference receiver, and the profile names the library's modules per thread.
     """
     raw_path = tmp_path / "profile.json"
+    # Enough calls for the child's CPU to span several clock ticks (/proc counts in ticks).
+    calls = 2_000
 
     assert (
         profile_main(
-            ["--calls", "200", "--reps", "1", "--variants", "plain", "--json", str(raw_path)]
+            ["--calls", str(calls), "--reps", "1", "--variants", "plain", "--json", str(raw_path)]
         )
         == 0
     )
@@ -79,7 +81,7 @@ def test_profiler_accounts_every_configuration_and_delivers_every_event(
     assert "the calling thread's CPU by subtraction" in out
     raw = json.loads(raw_path.read_text())["plain"]
     assert set(raw["runs"]) == set(CONFIGS)
-    expected = 2 * (200 + 1)  # the measured loop's tasks and its workflow, two events each
+    expected = 2 * (calls + 1)  # the measured loop's tasks and its workflow, two events each
     for config in ("stigmer", "stigmer-gc-off", "process"):
         run = raw["runs"][config][0]
         assert run["stored"] >= expected, config
